@@ -1,0 +1,51 @@
+# leadflow — `make run` starts the app with a demo organisation; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_LEADS ?= 30000
+
+.PHONY: run test install lint typecheck bench browser-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pybabel compile --use-fuzzy -d src/leadflow/web/translations -D messages >/dev/null 2>&1 || true
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's Chromium and a CJK font for the browser tests (never a downloaded browser).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi wqy; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei) >/dev/null; \
+	  else echo "note: chromium missing and not root; browser tests will be skipped"; fi; \
+	fi
+
+run: install
+	$(BIN)/pybabel compile --use-fuzzy -d src/leadflow/web/translations -D messages >/dev/null 2>&1 || true
+	$(BIN)/leadflow db upgrade
+	@if [ ! -f .leadflow-demo-done ]; then \
+	  $(BIN)/leadflow demo --leads $(DEMO_LEADS) && touch .leadflow-demo-done; fi
+	@echo "leadflow at http://127.0.0.1:8000 — log in as admin@leadflow.local / leadflow-demo"
+	$(BIN)/leadflow serve --host 127.0.0.1 --port 8000
+
+test: install browser-deps
+	$(BIN)/pybabel compile --use-fuzzy -d src/leadflow/web/translations -D messages >/dev/null 2>&1 || true
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck:
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) leadflow.db leadflow.db-* .leadflow-demo-done

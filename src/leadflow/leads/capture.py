@@ -1,0 +1,425 @@
+"""Capturing records set-at-a-time: clean, skip what was seen, dedup, enrich, write.
+
+Every path (API, form webhook, file import, demo) goes through :func:`capture_batch`, so a
+record is cleaned and deduplicated the same way wherever it comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from leadflow.cleaning import normalise
+from leadflow.cleaning.enrich import (
+    ENRICHED_FIELDS,
+    EnrichmentProvider,
+    FirmographicTableProvider,
+    facts_for,
+)
+from leadflow.cleaning.rules import (
+    FILLABLE_FIELDS,
+    MatchRecord,
+    MatchResult,
+    MatchThresholds,
+    best_match,
+    blocking_keys,
+    survivorship,
+)
+from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touchpoint
+from leadflow.leads.rules import clean_record
+
+_lead = Lead.__table__
+_touch = Touchpoint.__table__
+_activity = Activity.__table__
+# Columns loaded for candidates: enough to compare and to apply survivorship.
+_CANDIDATE_COLUMNS = ("id", *FILLABLE_FIELDS, "key_name_company", "key_name_place")
+_KEY_COLUMNS = ("phone", "email", "wechat_id", "key_name_company", "key_name_place")
+# In-batch leads get provisional ids above any real id, so ties go to stored (earlier) leads.
+_PROVISIONAL = 10**15
+_IN_CHUNK = 2000
+
+
+class Outcome(StrEnum):
+    """What happened to one captured record."""
+
+    CREATED = "created"
+    MERGED = "merged"
+    SKIPPED = "skipped"  # seen before: same (source, external_id)
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True)
+class IncomingRecord:
+    """One record from a source, with canonical keys (see ``leads.files.LEAD_FIELDS``)."""
+
+    external_id: str
+    record: dict[str, str]
+    raw: dict[str, Any]
+    row_number: int | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Why a record was not captured."""
+
+    row_number: int | None
+    external_id: str
+    field: str
+    reason: str
+    raw: dict[str, Any]
+
+
+@dataclass(slots=True)
+class RecordResult:
+    """Outcome of one record, for API answers."""
+
+    external_id: str
+    outcome: Outcome
+    lead_id: int | None = None
+    match: MatchResult | None = None
+
+
+@dataclass(slots=True)
+class CaptureResult:
+    """Counts and per-record outcomes of one batch."""
+
+    created: int = 0
+    merged: int = 0
+    skipped: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    results: list[RecordResult] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Target:
+    """A lead records merge into: stored (id) or created in this batch (provisional id)."""
+
+    id: int
+    fields: dict[str, Any]
+    match: MatchRecord
+    stored: bool
+    filled: dict[str, Any] = field(default_factory=dict)
+
+
+_Index = dict[tuple[str, str], list[_Target]]
+
+
+def capture_batch(
+    *,
+    session: Session,
+    records: Sequence[IncomingRecord],
+    source: str,
+    campaign_id: int | None,
+    now: datetime,
+    thresholds: MatchThresholds,
+    import_job_id: int | None = None,
+    default_region: str = "CN",
+    provider: EnrichmentProvider | None = None,
+    actor_id: int | None = None,
+) -> CaptureResult:
+    """Capture ``records`` from ``source``; flushes, the caller commits.
+
+    1. Clean each record; invalid ones become rejects with field and reason.
+    2. Skip records whose (source, external_id) is already a touchpoint (retries, re-runs).
+    3. Load stored candidates sharing an exact or blocking key, in a few indexed queries.
+    4. In file order, match each record against stored candidates and the leads this batch
+       created; merge into the best match (survivorship) or create a new lead.
+    5. Enrich new leads from the provider (company key, then email domain).
+    6. Write leads, touchpoints, survivor updates and merge activities in bulk.
+    """
+    result = CaptureResult()
+    seen_ids = _seen_external_ids(session, source, [r.external_id for r in records])
+    # One slot per input record so outcomes come back in input order.
+    slots: list[RecordResult | None] = [None] * len(records)
+    accepted: list[tuple[int, IncomingRecord, dict[str, Any]]] = []
+    batch_ids: set[str] = set()
+    for i, rec in enumerate(records):
+        if rec.external_id in seen_ids or rec.external_id in batch_ids:
+            result.skipped += 1
+            slots[i] = RecordResult(rec.external_id, Outcome.SKIPPED, seen_ids.get(rec.external_id))
+            continue
+        cleaned = clean_record(rec.record, default_region=default_region)
+        if not cleaned.ok:
+            fld, reason = cleaned.errors[0]
+            more = "; ".join(f"{f}: {r}" for f, r in cleaned.errors[1:])
+            result.rejects.append(
+                Reject(rec.row_number, rec.external_id, fld,
+                       reason + (f" (also {more})" if more else ""), rec.raw)
+            )
+            slots[i] = RecordResult(rec.external_id, Outcome.REJECTED)
+            continue
+        batch_ids.add(rec.external_id)
+        accepted.append((i, rec, cleaned.fields))
+    if not accepted:
+        result.results = [r for r in slots if r is not None]
+        return result
+
+    stored = _load_candidates(session, [f for _, _, f in accepted])
+    index: _Index = {}
+    for target in stored.values():
+        _index_target(index, target)
+    new_targets: list[_Target] = []
+    assignments: list[tuple[int, IncomingRecord, dict[str, Any], _Target, MatchResult | None]]
+    assignments = []
+    for i, rec, fields in accepted:
+        incoming = MatchRecord.from_fields(None, fields)
+        candidates = _candidates(index, fields)
+        match = best_match(incoming, [c.match for c in candidates], thresholds)
+        if match is None:
+            target = _Target(_PROVISIONAL + len(new_targets), dict(fields),
+                             MatchRecord.from_fields(_PROVISIONAL + len(new_targets), fields),
+                             stored=False)
+            new_targets.append(target)
+            _index_target(index, target)
+            assignments.append((i, rec, fields, target, None))
+            continue
+        target = next(c for c in candidates if c.id == match.lead_id)
+        outcome = survivorship(target.fields, fields)
+        if outcome.filled:
+            target.fields.update(outcome.filled)
+            target.filled.update(outcome.filled)
+            keys = _keys_of(target.fields)
+            target.fields.update(keys)
+            target.filled.update(keys)
+            target.match = MatchRecord.from_fields(target.id, target.fields)
+            _index_target(index, target)
+        assignments.append((i, rec, fields, target, match))
+        fields["_conflicts"] = outcome.conflicts
+        fields["_filled"] = sorted(outcome.filled)
+
+    enriched = _enrich(session, new_targets, provider)
+    real_ids = _insert_leads(session, new_targets, source, campaign_id, now)
+    _update_survivors(session, [t for t in stored.values() if t.filled], now)
+
+    touch_rows: list[dict[str, Any]] = []
+    activity_rows: list[dict[str, Any]] = []
+    for i, rec, fields, target, match in assignments:
+        lead_id = real_ids.get(target.id, target.id)
+        meta: dict[str, Any] = {}
+        if match is None:
+            result.created += 1
+            slots[i] = RecordResult(rec.external_id, Outcome.CREATED, lead_id)
+            if target.id in enriched:
+                meta["enriched"] = enriched[target.id]
+        else:
+            result.merged += 1
+            match = MatchResult(lead_id, match.keys, match.similarity)
+            slots[i] = RecordResult(rec.external_id, Outcome.MERGED, lead_id, match)
+            meta["match"] = {"keys": list(match.keys), "similarity": match.similarity}
+            activity_rows.append(
+                _merge_activity(lead_id, rec, source, match, fields, now, actor_id)
+            )
+        touch_rows.append(
+            {
+                "lead_id": lead_id,
+                "original_lead_id": lead_id,
+                "source": source,
+                "external_id": rec.external_id,
+                "campaign_id": campaign_id,
+                "received_at": rec.received_at or now,
+                "import_job_id": import_job_id,
+                "payload": {"raw": rec.raw, **meta} if meta else {"raw": rec.raw},
+            }
+        )
+    result.results = [r for r in slots if r is not None]
+    session.execute(insert(_touch), touch_rows)
+    if activity_rows:
+        session.execute(insert(_activity), activity_rows)
+    return result
+
+
+def _seen_external_ids(session: Session, source: str, external_ids: list[str]) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    for start in range(0, len(external_ids), _IN_CHUNK):
+        chunk = external_ids[start:start + _IN_CHUNK]
+        rows = session.execute(
+            select(_touch.c.external_id, _touch.c.lead_id)
+            .where(_touch.c.source == source)
+            .where(_touch.c.external_id.in_(chunk))
+        )
+        seen.update({ext: lead_id for ext, lead_id in rows})
+    return seen
+
+
+def _load_candidates(session: Session, drafts: list[dict[str, Any]]) -> dict[int, _Target]:
+    """Stored leads sharing any key with the drafts: one IN query per key column."""
+    cols = [_lead.c[name] for name in _CANDIDATE_COLUMNS]
+    found: dict[int, _Target] = {}
+    for key in _KEY_COLUMNS:
+        values = sorted({v for d in drafts if (v := d.get(key))})
+        column: Column[Any] = _lead.c[key]
+        for start in range(0, len(values), _IN_CHUNK):
+            rows = session.execute(
+                select(*cols)
+                .where(column.in_(values[start:start + _IN_CHUNK]))
+                .where(_lead.c.status != LeadStatus.MERGED)
+            ).mappings()
+            for row in rows:
+                if row["id"] not in found:
+                    fields = dict(row)
+                    found[row["id"]] = _Target(
+                        row["id"], fields, MatchRecord.from_fields(row["id"], fields), True
+                    )
+    return found
+
+
+def _keys_of(fields: dict[str, Any]) -> dict[str, Any]:
+    keys = blocking_keys(
+        name=fields.get("name"), company_key=fields.get("company_key"), city=fields.get("city")
+    )
+    return {"key_name_company": keys.name_company, "key_name_place": keys.name_place}
+
+
+def _index_target(index: _Index, target: _Target) -> None:
+    for key in _KEY_COLUMNS:
+        value = target.fields.get(key)
+        if value:
+            bucket = index.setdefault((key, value), [])
+            if target not in bucket:
+                bucket.append(target)
+
+
+def _candidates(index: _Index, fields: dict[str, Any]) -> list[_Target]:
+    out: dict[int, _Target] = {}
+    for key in _KEY_COLUMNS:
+        value = fields.get(key)
+        if value:
+            for target in index.get((key, value), ()):
+                out[target.id] = target
+    return list(out.values())
+
+
+def _enrich(
+    session: Session, targets: list[_Target], provider: EnrichmentProvider | None
+) -> dict[int, dict[str, Any]]:
+    """Fill firmographic gaps on new leads; returns what was filled, per provisional id."""
+    wanting = [t for t in targets if any(t.fields.get(f) is None for f in ENRICHED_FIELDS)]
+    if not wanting:
+        return {}
+    provider = provider or FirmographicTableProvider(session)
+    domains = {t.id: normalise.email_domain(t.fields.get("email")) for t in wanting}
+    by_key, by_domain = provider.lookup(
+        company_keys={k for t in wanting if (k := t.fields.get("company_key"))},
+        domains={d for d in domains.values() if d},
+    )
+    filled: dict[int, dict[str, Any]] = {}
+    for target in wanting:
+        facts = facts_for(company_key=target.fields.get("company_key"),
+                          domain=domains[target.id], by_key=by_key, by_domain=by_domain)
+        if facts is None:
+            continue
+        gained = {
+            f: v for f, v in facts.values.items()
+            if v is not None and target.fields.get(f) is None
+        }
+        if gained:
+            target.fields.update(gained)
+            filled[target.id] = {"provider": provider.name, "company": facts.company,
+                                 "matched_on": facts.matched_on, "fields": sorted(gained)}
+    return filled
+
+
+_LEAD_INSERT_FIELDS = (
+    *FILLABLE_FIELDS, "tags", "custom_fields", "consent", "key_name_company", "key_name_place",
+)
+
+
+def _insert_leads(
+    session: Session, targets: list[_Target], source: str, campaign_id: int | None, now: datetime
+) -> dict[int, int]:
+    if not targets:
+        return {}
+    rows = []
+    for t in targets:
+        row = {name: t.fields.get(name) for name in _LEAD_INSERT_FIELDS}
+        row["tags"] = row["tags"] or []
+        row["custom_fields"] = row["custom_fields"] or {}
+        row.update(
+            status=LeadStatus.NEW, source=source, campaign_id=campaign_id, do_not_contact=False,
+            created_at=now, updated_at=now,
+        )
+        rows.append(row)
+    ids = session.execute(
+        insert(_lead).returning(_lead.c.id, sort_by_parameter_order=True), rows
+    ).scalars().all()
+    return {t.id: real for t, real in zip(targets, ids, strict=True)}
+
+
+def _update_survivors(session: Session, targets: list[_Target], now: datetime) -> None:
+    """Write filled gaps of stored leads, grouped by the set of columns each fills."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for t in targets:
+        cols = tuple(sorted(t.filled))
+        groups.setdefault(cols, []).append({"_id": t.id, **t.filled, "updated_at": now})
+    for cols, params in groups.items():
+        stmt = (
+            update(_lead)
+            .where(_lead.c.id == bindparam("_id"))
+            .values({c: bindparam(c) for c in (*cols, "updated_at")})
+        )
+        session.connection().execute(stmt, params)
+
+
+def _merge_activity(
+    lead_id: int,
+    rec: IncomingRecord,
+    source: str,
+    match: MatchResult,
+    fields: dict[str, Any],
+    now: datetime,
+    actor_id: int | None,
+) -> dict[str, Any]:
+    conflicts = {k: [str(a), str(b)] for k, (a, b) in fields.get("_conflicts", {}).items()}
+    return {
+        "lead_id": lead_id,
+        "kind": ActivityKind.MERGED,
+        "occurred_at": now,
+        "actor_id": actor_id,
+        "channel": None,
+        "summary": f"{source}/{rec.external_id} merged: {match.explain()}",
+        "detail": {
+            "source": source,
+            "external_id": rec.external_id,
+            "keys": list(match.keys),
+            "similarity": match.similarity,
+            "filled": fields.get("_filled", []),
+            "conflicts": conflicts,
+        },
+    }
+
+
+def capture_retrying(
+    *,
+    session: Session,
+    records: Sequence[IncomingRecord],
+    source: str,
+    campaign_id: int | None,
+    now: datetime,
+    thresholds: MatchThresholds,
+    actor_id: int | None = None,
+) -> CaptureResult:
+    """:func:`capture_batch` for concurrent callers (API, webhooks).
+
+    Two deliveries of the same record can race: the loser hits the unique
+    (source, external_id) constraint. Its savepoint is rolled back and the batch captured
+    again, which now finds the winner's touchpoint and skips it: nothing is created twice.
+    """
+    for attempt in range(3):
+        try:
+            with session.begin_nested():
+                return capture_batch(
+                    session=session, records=records, source=source, campaign_id=campaign_id,
+                    now=now, thresholds=thresholds, actor_id=actor_id,
+                )
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

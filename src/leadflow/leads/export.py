@@ -1,0 +1,65 @@
+"""Exports of leads and touchpoints (permission-checked and audited by the caller)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from leadflow.campaigns.models import Campaign
+from leadflow.leads import files
+from leadflow.leads.models import Touchpoint
+from leadflow.leads.service import visible_leads
+from leadflow.users.models import User
+
+
+class ExportKind(StrEnum):
+    """What can be exported."""
+
+    LEADS = "leads"
+    TOUCHPOINTS = "touchpoints"
+
+
+LEAD_COLUMNS = ("id", "name", "phone", "email", "wechat_id", "title", "company", "industry",
+                "headcount", "region", "province", "city", "address", "postcode",
+                "product_interest", "status", "owner_id", "source", "campaign_id", "grade",
+                "consent", "do_not_contact", "created_at")
+TOUCHPOINT_COLUMNS = ("source", "external_id", "lead_id", "campaign", "campaign_id",
+                      "received_at", "import_job_id")
+
+
+def export(*, session: Session, user: User, kind: ExportKind, path: Path, fmt: str) -> int:
+    """Write what ``user`` may see to ``path``; returns the number of rows."""
+    lead_ids = visible_leads(user, include_merged=kind is ExportKind.TOUCHPOINTS)
+    if kind is ExportKind.LEADS:
+        stmt = lead_ids.order_by("id").execution_options(yield_per=5000)
+
+        def lead_rows() -> Iterator[list[object]]:
+            for lead in session.scalars(stmt):
+                yield [_cell(getattr(lead, c)) for c in LEAD_COLUMNS]
+
+        return files.write_rows(path, list(LEAD_COLUMNS), lead_rows(), fmt=fmt)
+    visible = lead_ids.with_only_columns(lead_ids.selected_columns.id)
+    tstmt = (
+        select(Touchpoint.source, Touchpoint.external_id, Touchpoint.lead_id, Campaign.name,
+               Touchpoint.campaign_id, Touchpoint.received_at, Touchpoint.import_job_id)
+        .outerjoin(Campaign, Campaign.id == Touchpoint.campaign_id)
+        .where(Touchpoint.lead_id.in_(visible))
+        .order_by(Touchpoint.id)
+        .execution_options(yield_per=5000)
+    )
+
+    def touch_rows() -> Iterator[list[object]]:
+        for row in session.execute(tstmt):
+            yield [_cell(v) for v in row]
+
+    return files.write_rows(path, list(TOUCHPOINT_COLUMNS), touch_rows(), fmt=fmt)
+
+
+def _cell(value: object) -> object:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()  # type: ignore[attr-defined]
+    return value

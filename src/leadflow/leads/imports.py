@@ -1,0 +1,216 @@
+"""File imports as jobs: stream the file, capture it chunk by chunk, commit per chunk.
+
+A job is safe to kill: every committed chunk is complete (leads, touchpoints, rejects and
+counters in one transaction), and running the same file again skips the records it already
+holds, because each record's identity (source, external_id) is unique.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from leadflow import clock
+from leadflow.cleaning.enrich import FirmographicTableProvider
+from leadflow.cleaning.rules import MatchThresholds
+from leadflow.config import get_settings
+from leadflow.db import session_scope
+from leadflow.leads import files
+from leadflow.leads.capture import IncomingRecord, Reject, capture_batch
+from leadflow.leads.models import ImportJob, ImportReject, ImportStatus
+
+ProgressFn = Callable[[int, int | None], None]
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file: without an id column, a row's identity is (file, row number)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def create_job(
+    *,
+    session: Session,
+    path: Path,
+    filename: str,
+    source: str,
+    campaign_id: int | None,
+    actor_id: int | None,
+    now: datetime,
+) -> ImportJob:
+    """Register an import of ``path`` (queued until :func:`run_job`)."""
+    job = ImportJob(
+        filename=filename, stored_path=str(path), source=source, campaign_id=campaign_id,
+        status=ImportStatus.QUEUED, created_by_id=actor_id, created_at=now,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def _incoming(lead_file: files.LeadFile, digest: str) -> Iterator[IncomingRecord]:
+    for row_number, record, raw in lead_file.rows():
+        external_id = record.pop("external_id", None) or f"{digest[:16]}#{row_number}"
+        yield IncomingRecord(external_id=external_id[:128], record=record, raw=raw,
+                             row_number=row_number)
+
+
+def _chunks(items: Iterator[IncomingRecord], size: int) -> Iterator[list[IncomingRecord]]:
+    chunk: list[IncomingRecord] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an import did, as ``--json`` prints it."""
+
+    job_id: int
+    status: str
+    rows_read: int
+    created: int
+    merged: int
+    skipped: int
+    rejected: int
+    rejects_file: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON output."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def run_job(
+    job_id: int,
+    *,
+    mapping: dict[str, str] | None = None,
+    progress: ProgressFn | None = None,
+    rejects_path: Path | None = None,
+) -> ImportSummary:
+    """Run (or re-run) an import job to the end, committing each chunk.
+
+    1. Open the file, detect its encoding and headers, apply the user's mapping.
+    2. For each chunk: capture it, store its rejects, add its counts to the job, commit.
+    3. Write the rejects file (row number, field, reason, then the original columns).
+    """
+    settings = get_settings()
+    thresholds = MatchThresholds(merge=settings.match_threshold)
+    with session_scope() as session:
+        job = session.get(ImportJob, job_id)
+        assert job is not None, f"import job {job_id} not found"
+        path, source, campaign_id = Path(job.stored_path or ""), job.source, job.campaign_id
+        actor_id = job.created_by_id
+        job.status = ImportStatus.RUNNING
+    try:
+        lead_file = files.open_rows(path, mapping=mapping)
+        digest = file_digest(path)
+        with session_scope() as session:
+            session.execute(
+                update(ImportJob).where(ImportJob.id == job_id)
+                .values(total_rows=lead_file.total_rows)
+            )
+        done = 0
+        for chunk in _chunks(_incoming(lead_file, digest), settings.import_chunk_size):
+            now = clock.now()
+            with session_scope() as session:
+                result = capture_batch(
+                    session=session, records=chunk, source=source, campaign_id=campaign_id,
+                    now=now, thresholds=thresholds, import_job_id=job_id,
+                    default_region=settings.default_region,
+                    provider=FirmographicTableProvider(session), actor_id=actor_id,
+                )
+                _store_rejects(session, job_id, result.rejects)
+                session.execute(
+                    update(ImportJob).where(ImportJob.id == job_id).values(
+                        rows_read=ImportJob.rows_read + len(chunk),
+                        created=ImportJob.created + result.created,
+                        merged=ImportJob.merged + result.merged,
+                        skipped=ImportJob.skipped + result.skipped,
+                        rejected=ImportJob.rejected + len(result.rejects),
+                    )
+                )
+            done += len(chunk)
+            if progress:
+                progress(done, lead_file.total_rows)
+    except Exception as exc:
+        with session_scope() as session:
+            session.execute(
+                update(ImportJob).where(ImportJob.id == job_id)
+                .values(status=ImportStatus.FAILED, error=str(exc)[:2000],
+                        finished_at=clock.now())
+            )
+        raise
+    with session_scope() as session:
+        job = session.get(ImportJob, job_id)
+        assert job is not None
+        job.status = ImportStatus.DONE
+        job.finished_at = clock.now()
+        written = None
+        if job.rejected:
+            target = rejects_path or path.with_name(path.stem + ".rejects.csv")
+            write_rejects(session=session, job_id=job_id, path=target,
+                          headers=lead_file.headers)
+            written = str(target)
+        return ImportSummary(job.id, job.status, job.rows_read, job.created, job.merged,
+                             job.skipped, job.rejected, written)
+
+
+def _store_rejects(session: Session, job_id: int, rejects: list[Reject]) -> None:
+    if not rejects:
+        return
+    session.execute(
+        insert(ImportReject),
+        [{"job_id": job_id, "row_number": r.row_number or 0, "field": r.field,
+          "reason": r.reason[:300], "raw": r.raw} for r in rejects],
+    )
+
+
+def write_rejects(*, session: Session, job_id: int, path: Path, headers: list[str]) -> int:
+    """The rejects file: row number, field and reason, then the row as it was."""
+    rows = session.execute(
+        select(ImportReject.row_number, ImportReject.field, ImportReject.reason,
+               ImportReject.raw)
+        .where(ImportReject.job_id == job_id)
+        .order_by(ImportReject.row_number)
+    )
+    out_headers = ["row_number", "field", "reason", *headers]
+
+    def lines() -> Iterator[list[object]]:
+        for number, field, reason, raw in rows:
+            yield [number, field, reason, *(raw.get(h, "") for h in headers)]
+
+    fmt = "xlsx" if path.suffix.lower() == ".xlsx" else "csv"
+    return files.write_rows(path, out_headers, lines(), fmt=fmt)
+
+
+def import_file(
+    *,
+    path: Path,
+    source: str,
+    campaign_id: int | None,
+    actor_id: int | None,
+    mapping: dict[str, str] | None = None,
+    progress: ProgressFn | None = None,
+    rejects_path: Path | None = None,
+) -> ImportSummary:
+    """Create a job for ``path`` and run it (the CLI path)."""
+    with session_scope() as session:
+        job = create_job(session=session, path=path.resolve(), filename=path.name,
+                         source=source, campaign_id=campaign_id, actor_id=actor_id,
+                         now=clock.now())
+        job_id = job.id
+    return run_job(job_id, mapping=mapping, progress=progress, rejects_path=rejects_path)

@@ -1,0 +1,181 @@
+"""Leads, their touchpoints (one per captured record) and the activity timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from leadflow.db import Base, JSONType
+
+
+class LeadStatus(StrEnum):
+    """Where a lead stands in the M2L flow."""
+
+    NEW = "new"
+    NURTURING = "nurturing"
+    ASSIGNED = "assigned"
+    WORKING = "working"
+    QUALIFIED = "qualified"
+    DISQUALIFIED = "disqualified"
+    CONVERTED = "converted"
+    MERGED = "merged"
+
+
+class ActivityKind(StrEnum):
+    """Every state change and every touch on a lead's timeline."""
+
+    CAPTURED = "captured"
+    MERGED = "merged"
+    MERGE_UNDONE = "merge_undone"
+    UPDATED = "updated"
+    ENRICHED = "enriched"
+    CONFLICT = "conflict"
+    NOTE = "note"
+    ASSIGNED = "assigned"
+    STATUS_CHANGED = "status_changed"
+
+
+class Lead(Base):
+    """One person who might buy."""
+
+    __tablename__ = "lead"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(120))
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    phone_raw: Mapped[str | None] = mapped_column(String(60))
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
+    wechat_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    title: Mapped[str | None] = mapped_column(String(120))
+    company: Mapped[str | None] = mapped_column(String(200))
+    company_key: Mapped[str | None] = mapped_column(String(200))
+    industry: Mapped[str | None] = mapped_column(String(80))
+    headcount: Mapped[int | None]
+    region: Mapped[str | None] = mapped_column(String(80))
+    province: Mapped[str | None] = mapped_column(String(80))
+    city: Mapped[str | None] = mapped_column(String(80))
+    address: Mapped[str | None] = mapped_column(String(300))
+    postcode: Mapped[str | None] = mapped_column(String(16))
+    product_interest: Mapped[str | None] = mapped_column(String(120))
+    language: Mapped[str | None] = mapped_column(String(8))
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    consent: Mapped[bool | None]
+    do_not_contact: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[LeadStatus] = mapped_column(String(16), default=LeadStatus.NEW, index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    source: Mapped[str | None] = mapped_column(String(40))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id"), index=True)
+    grade: Mapped[str | None] = mapped_column(String(4))
+    score: Mapped[float | None]
+    # Blocking keys for fuzzy dedup: candidates are looked up by these, never by all pairs.
+    key_name_company: Mapped[str | None] = mapped_column(String(240), index=True)
+    key_name_place: Mapped[str | None] = mapped_column(String(240), index=True)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id"))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+
+
+class Touchpoint(Base):
+    """One captured record (form post, file row, API call) in its source's identity."""
+
+    __tablename__ = "touchpoint"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id"), index=True)
+    # The lead this record first landed on; a merge moves ``lead_id``, undo moves it back.
+    original_lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id"))
+    source: Mapped[str] = mapped_column(String(40))
+    external_id: Mapped[str] = mapped_column(String(128))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id"), index=True)
+    received_at: Mapped[datetime]
+    import_job_id: Mapped[int | None] = mapped_column(ForeignKey("import_job.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class Activity(Base):
+    """One entry on a lead's timeline: who did what, when, and why."""
+
+    __tablename__ = "activity"
+    __table_args__ = (Index("ix_activity_lead_id_occurred_at", "lead_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id"))
+    kind: Mapped[ActivityKind] = mapped_column(String(24))
+    occurred_at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    channel: Mapped[str | None] = mapped_column(String(24))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class ImportStatus(StrEnum):
+    """Life of a file import."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ImportJob(Base):
+    """A file import with its running counts; re-running it resumes without duplicates."""
+
+    __tablename__ = "import_job"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    stored_path: Mapped[str | None] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(String(40))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id"))
+    status: Mapped[ImportStatus] = mapped_column(String(12), default=ImportStatus.QUEUED)
+    rows_read: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    merged: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    total_rows: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class ImportReject(Base):
+    """A row that could not be imported, with its row number and the reason."""
+
+    __tablename__ = "import_reject"
+    __table_args__ = (UniqueConstraint("job_id", "row_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_job.id"))
+    row_number: Mapped[int]
+    field: Mapped[str | None] = mapped_column(String(60))
+    reason: Mapped[str] = mapped_column(String(300))
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class FormEndpoint(Base):
+    """A public web form posting to ``/api/v1/forms/{form_key}``, signed with HMAC-SHA256.
+
+    The signing secret is never stored: it is derived from the app secret and ``secret_nonce``
+    (rotating the nonce rotates the secret).
+    """
+
+    __tablename__ = "form_endpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    source: Mapped[str] = mapped_column(String(40))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id"))
+    secret_nonce: Mapped[str] = mapped_column(String(64))
+    field_mapping: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]

@@ -1,0 +1,72 @@
+"""The web application: API, pages, health check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.middleware.sessions import SessionMiddleware
+
+from leadflow import __version__
+from leadflow.campaigns.routes import router as campaigns_router
+from leadflow.config import get_settings
+from leadflow.db import get_engine
+from leadflow.deps import LoginRequired
+from leadflow.errors import DomainError
+from leadflow.leads.routes import router as leads_router
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def create_app() -> FastAPI:
+    """Build the application (one per process)."""
+    settings = get_settings()
+    app = FastAPI(title="leadflow", version=__version__, docs_url="/docs")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.resolved_secret_key(),
+        session_cookie="leadflow_session",
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.https_only_cookies,
+    )
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(request: Request, exc: DomainError) -> Response:
+        if _wants_html(request):
+            from leadflow.web.render import error_page
+
+            return error_page(request, exc)
+        body: dict[str, object] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={exc.next_url}", status_code=303)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """200 when the app and its database answer."""
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(leads_router)
+    app.include_router(campaigns_router)
+    from leadflow.web.pages import register_pages
+
+    register_pages(app)
+    if STATIC_DIR.exists():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,32 @@
+"""Imports every domain's models so metadata (and Alembic) sees all tables."""
+
+from leadflow.audit.models import AuditEntry
+from leadflow.campaigns.models import Campaign
+from leadflow.cleaning.models import Firmographic, LeadMerge
+from leadflow.db import Base
+from leadflow.leads.models import (
+    Activity,
+    FormEndpoint,
+    ImportJob,
+    ImportReject,
+    Lead,
+    Touchpoint,
+)
+from leadflow.users.models import ApiToken, Team, User
+
+__all__ = [
+    "Activity",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "Campaign",
+    "Firmographic",
+    "FormEndpoint",
+    "ImportJob",
+    "ImportReject",
+    "Lead",
+    "LeadMerge",
+    "Team",
+    "Touchpoint",
+    "User",
+]

@@ -17,6 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 from pypinyin import lazy_pinyin
 
 _SPACES = re.compile(r"\s+")
+_ODD_SPACE = re.compile(r"[^\S ]")
 _NON_PHONE = re.compile(r"[^\d+]")
 _CN_MOBILE = re.compile(r"^(?:\+?86|0086)?(1[3-9]\d{9})$")
 # A strict subset of valid addresses: anything it accepts is valid; the rest goes to
@@ -70,10 +71,12 @@ def text(raw: str | None) -> str | None:
     """Full-width → half-width (NFKC), collapse whitespace, strip; empty → None."""
     if raw is None:
         return None
-    if raw.isascii():
-        cleaned = _SPACES.sub(" ", raw).strip()
-    else:
-        cleaned = _SPACES.sub(" ", unicodedata.normalize("NFKC", raw)).strip()
+    if not unicodedata.is_normalized("NFKC", raw):
+        raw = unicodedata.normalize("NFKC", raw)
+    cleaned = raw.strip()
+    # Most values need nothing more; the regex only runs on odd spacing.
+    if "  " in cleaned or _ODD_SPACE.search(cleaned):
+        cleaned = _SPACES.sub(" ", cleaned)
     return cleaned or None
 
 
@@ -152,13 +155,18 @@ def _char_pinyin(char: str) -> str:
     return lazy_pinyin(char)[0]
 
 
-def name_tokens(name: str | None) -> list[str]:
+def name_tokens(name: str | None) -> tuple[str, ...]:
     """Phonetic tokens of a person's name: pinyin per Han character, else lower-case words.
 
     Pinyin makes homophone typos (张伟/张玮) and Latin spellings (Zhang Wei) line up.
     """
     if not name:
-        return []
+        return ()
+    return _name_tokens(name)
+
+
+@lru_cache(maxsize=262144)
+def _name_tokens(name: str) -> tuple[str, ...]:
     value = text(name) or ""
     if _CJK.search(value):
         tokens: list[str] = []
@@ -169,8 +177,8 @@ def name_tokens(name: str | None) -> list[str]:
                 tokens.extend(_char_pinyin(ch) for ch in part if not ch.isspace())
             else:
                 tokens.append(part)
-        return tokens
-    return [t for t in _NAME_SPLIT.split(value.lower()) if t]
+        return tuple(tokens)
+    return tuple(t for t in _NAME_SPLIT.split(value.lower()) if t)
 
 
 def name_key(name: str | None) -> str | None:
@@ -193,7 +201,7 @@ def company_key(raw: str | None) -> str | None:
     2. Drop bracketed parts, which are regions or notes: (北京), （上海）, [HK].
     3. Chinese: drop a leading province/city (北京…, 广东省…) and legal-form suffixes
        (股份有限公司, 有限公司, 集团, …).
-    4. Latin: cleanco removes legal forms (Inc, Ltd, LLC, Co., GmbH, …).
+    4. Latin: cleanco removes legal forms (Inc, Ltd, LLC, Co., GmbH, …), repeatedly.
     5. Remove spaces and punctuation.
     """
     value = text(raw)
@@ -214,7 +222,12 @@ def company_key(raw: str | None) -> str | None:
                 value = value[: -len(suffix)]
                 break
     else:
-        value = cleanco_basename(value) or value
+        # "Co., Ltd." is two legal forms; cleanco removes one per call.
+        for _ in range(3):
+            stripped = cleanco_basename(value) or value
+            if stripped == value:
+                break
+            value = stripped
     key = _PUNCT.sub("", value)
     return key or None
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, bindparam, insert, select, update
+from sqlalchemy import Column, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from leadflow.cleaning.rules import (
     blocking_keys,
     survivorship,
 )
+from leadflow.db import bulk_insert
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touchpoint
 from leadflow.leads.rules import clean_record
 
@@ -98,18 +99,41 @@ class CaptureResult:
     results: list[RecordResult] = field(default_factory=list)
 
 
-@dataclass(slots=True)
 class _Target:
-    """A lead records merge into: stored (id) or created in this batch (provisional id)."""
+    """A lead records merge into: stored (real id) or created in this batch (provisional id).
 
-    id: int
-    fields: dict[str, Any]
-    match: MatchRecord
-    stored: bool
-    filled: dict[str, Any] = field(default_factory=dict)
+    Identity semantics (no dataclass ``__eq__``): targets sit in index buckets, and
+    comparing them field by field would make every lookup slow.
+    """
+
+    __slots__ = ("_match", "fields", "filled", "id", "stored")
+
+    def __init__(self, id: int, fields: dict[str, Any], stored: bool) -> None:
+        self.id = id
+        self.fields = fields
+        self.stored = stored
+        self.filled: dict[str, Any] = {}
+        self._match: MatchRecord | None = None
+
+    @property
+    def match(self) -> MatchRecord:
+        """What dedup compares, built on first use (most candidates are never compared)."""
+        if self._match is None:
+            self._match = MatchRecord.from_fields(self.id, self.fields)
+        return self._match
+
+    def fill(self, values: dict[str, Any]) -> None:
+        """Apply survivorship gains and refresh the derived keys."""
+        self.fields.update(values)
+        self.filled.update(values)
+        keys = _keys_of(self.fields)
+        self.fields.update(keys)
+        self.filled.update(keys)
+        self._match = None
 
 
-_Index = dict[tuple[str, str], list[_Target]]
+# (key column, value) → targets by id: O(1) to add, insertion-ordered to read.
+_Index = dict[tuple[str, str], dict[int, _Target]]
 
 
 def capture_batch(
@@ -174,9 +198,7 @@ def capture_batch(
         candidates = _candidates(index, fields)
         match = best_match(incoming, [c.match for c in candidates], thresholds)
         if match is None:
-            target = _Target(_PROVISIONAL + len(new_targets), dict(fields),
-                             MatchRecord.from_fields(_PROVISIONAL + len(new_targets), fields),
-                             stored=False)
+            target = _Target(_PROVISIONAL + len(new_targets), dict(fields), stored=False)
             new_targets.append(target)
             _index_target(index, target)
             assignments.append((i, rec, fields, target, None))
@@ -184,12 +206,7 @@ def capture_batch(
         target = next(c for c in candidates if c.id == match.lead_id)
         outcome = survivorship(target.fields, fields)
         if outcome.filled:
-            target.fields.update(outcome.filled)
-            target.filled.update(outcome.filled)
-            keys = _keys_of(target.fields)
-            target.fields.update(keys)
-            target.filled.update(keys)
-            target.match = MatchRecord.from_fields(target.id, target.fields)
+            target.fill(outcome.filled)
             _index_target(index, target)
         assignments.append((i, rec, fields, target, match))
         fields["_conflicts"] = outcome.conflicts
@@ -230,9 +247,9 @@ def capture_batch(
             }
         )
     result.results = [r for r in slots if r is not None]
-    session.execute(insert(_touch), touch_rows)
+    bulk_insert(session, _touch, touch_rows)
     if activity_rows:
-        session.execute(insert(_activity), activity_rows)
+        bulk_insert(session, _activity, activity_rows)
     return result
 
 
@@ -264,10 +281,7 @@ def _load_candidates(session: Session, drafts: list[dict[str, Any]]) -> dict[int
             ).mappings()
             for row in rows:
                 if row["id"] not in found:
-                    fields = dict(row)
-                    found[row["id"]] = _Target(
-                        row["id"], fields, MatchRecord.from_fields(row["id"], fields), True
-                    )
+                    found[row["id"]] = _Target(row["id"], dict(row), stored=True)
     return found
 
 
@@ -282,9 +296,7 @@ def _index_target(index: _Index, target: _Target) -> None:
     for key in _KEY_COLUMNS:
         value = target.fields.get(key)
         if value:
-            bucket = index.setdefault((key, value), [])
-            if target not in bucket:
-                bucket.append(target)
+            index.setdefault((key, value), {})[target.id] = target
 
 
 def _candidates(index: _Index, fields: dict[str, Any]) -> list[_Target]:
@@ -292,8 +304,7 @@ def _candidates(index: _Index, fields: dict[str, Any]) -> list[_Target]:
     for key in _KEY_COLUMNS:
         value = fields.get(key)
         if value:
-            for target in index.get((key, value), ()):
-                out[target.id] = target
+            out.update(index.get((key, value), {}))
     return list(out.values())
 
 
@@ -335,6 +346,7 @@ _LEAD_INSERT_FIELDS = (
 def _insert_leads(
     session: Session, targets: list[_Target], source: str, campaign_id: int | None, now: datetime
 ) -> dict[int, int]:
+    """Insert new leads with ids reserved up front, so the insert is a plain executemany."""
     if not targets:
         return {}
     rows = []
@@ -347,10 +359,31 @@ def _insert_leads(
             created_at=now, updated_at=now,
         )
         rows.append(row)
-    ids = session.execute(
-        insert(_lead).returning(_lead.c.id, sort_by_parameter_order=True), rows
-    ).scalars().all()
+    ids = _reserve_lead_ids(session, rows)
+    for row, lead_id in zip(rows, ids, strict=True):
+        row["id"] = lead_id
+    remaining = rows[1:] if session.get_bind().dialect.name == "sqlite" else rows
+    if remaining:
+        bulk_insert(session, _lead, remaining)
     return {t.id: real for t, real in zip(targets, ids, strict=True)}
+
+
+def _reserve_lead_ids(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Ids for ``rows``.
+
+    PostgreSQL: a block of values from the id sequence. SQLite: the first row is inserted
+    to learn its id; that insert takes the database's single write lock, held until commit,
+    so the following ids are free for this transaction alone.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        first = session.execute(insert(_lead).returning(_lead.c.id), rows[0]).scalar_one()
+        return list(range(first, first + len(rows)))
+    seq = session.execute(select(func.pg_get_serial_sequence("lead", "id"))).scalar_one()
+    return list(
+        session.execute(
+            select(func.nextval(seq)).select_from(func.generate_series(1, len(rows)))
+        ).scalars()
+    )
 
 
 def _update_survivors(session: Session, targets: list[_Target], now: datetime) -> None:

@@ -30,14 +30,14 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Database, emit, fresh_database, median, workdir  # noqa: E402
-
-from leadflow.demo.generator import (  # noqa: E402
+from leadflow.demo.generator import (
     CompanyPool,
     generate_leads,
     write_firmographics,
     write_lead_file,
 )
+
+from common import Database, emit, fresh_database, median, workdir
 
 SEED = 20261126
 
@@ -109,7 +109,7 @@ def _raw_chunk(engine: Any, kind: str, rows: list[dict[str, str]], now: datetime
     with engine.begin() as conn:
         if kind == "postgres":
             ids = [r[0] for r in conn.exec_driver_sql(
-                "SELECT nextval('lead_id_seq') FROM generate_series(1, %s)" % len(rows))]
+                f"SELECT nextval('lead_id_seq') FROM generate_series(1, {len(rows)})")]
             raw = conn.connection.driver_connection
             with raw.cursor() as cur:
                 with cur.copy(f"COPY lead ({','.join(_LEAD_COLS)}) FROM STDIN") as copy:
@@ -173,7 +173,8 @@ def dedup_quality(db: Database, truth_path: Path) -> dict[str, Any]:
         "records": len(rows),
         "precision": tp / predicted if predicted else 1.0,
         "recall": tp / actual if actual else 1.0,
-        "recall_by_kind": {k: round(found / total, 4) for k, (total, found) in sorted(kinds.items())},
+        "recall_by_kind": {k: round(found / total, 4)
+                           for k, (total, found) in sorted(kinds.items())},
     }
 
 

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Column, bindparam, func, insert, select, update
+from sqlalchemy import Column, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,9 +36,9 @@ from leadflow.db import bulk_insert
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touchpoint
 from leadflow.leads.rules import clean_record
 
-_lead = Lead.__table__
-_touch = Touchpoint.__table__
-_activity = Activity.__table__
+_lead = cast(Table, Lead.__table__)
+_touch = cast(Table, Touchpoint.__table__)
+_activity = cast(Table, Activity.__table__)
 # Columns loaded for candidates: enough to compare and to apply survivorship.
 _CANDIDATE_COLUMNS = ("id", *FILLABLE_FIELDS, "key_name_company", "key_name_place")
 _KEY_COLUMNS = ("phone", "email", "wechat_id", "key_name_company", "key_name_place")

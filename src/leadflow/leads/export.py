@@ -61,5 +61,5 @@ def export(*, session: Session, user: User, kind: ExportKind, path: Path, fmt: s
 
 def _cell(value: object) -> object:
     if hasattr(value, "isoformat"):
-        return value.isoformat()  # type: ignore[attr-defined]
+        return value.isoformat()
     return value

@@ -88,17 +88,25 @@ def capture_batch(body: LeadBatchIn, session: SessionDep, user: Capturer) -> Bat
                     rejected=len(result.rejects), results=_outputs(result))
 
 
+async def raw_body(request: Request) -> bytes:
+    """The request body exactly as sent (the signature covers these bytes)."""
+    return await request.body()
+
+
 @router.post("/forms/{form_key}", response_model=CaptureOut, tags=["forms"])
-async def form_webhook(
+def form_webhook(
     form_key: str,
     request: Request,
+    body: Annotated[bytes, Depends(raw_body)],
     session: SessionDep,
     response: Response,
     x_leadflow_signature: Annotated[str | None, Header()] = None,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> CaptureOut:
-    """Public form endpoint: authenticated by ``X-Leadflow-Signature: sha256=<hmac>``."""
-    body = await request.body()
+    """Public form endpoint: authenticated by ``X-Leadflow-Signature: sha256=<hmac>``.
+
+    A plain ``def``: the database work runs in the thread pool, not on the event loop.
+    """
     result = forms.receive(
         session=session, form_key=form_key, body=body,
         content_type=request.headers.get("content-type", ""), signature=x_leadflow_signature,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from leadflow.campaigns.models import Campaign
@@ -17,7 +17,7 @@ from leadflow.users.models import User
 from leadflow.users.rules import LeadScope, lead_scope
 
 
-def visible_leads(user: User, *, include_merged: bool = False) -> Select[tuple[Lead]]:
+def visible_leads(user: User, *, include_merged: bool = False) -> Select[Lead]:
     """Leads ``user`` may see: all, their team's, or their own, by role."""
     stmt = select(Lead)
     if not include_merged:
@@ -57,7 +57,7 @@ class LeadPage:
         return max(1, -(-self.total // self.per_page))
 
 
-def _apply_filter(stmt: Select[tuple[Lead]], flt: LeadFilter) -> Select[tuple[Lead]]:
+def _apply_filter(stmt: Select[Lead], flt: LeadFilter) -> Select[Lead]:
     if flt.status:
         stmt = stmt.where(Lead.status == flt.status)
     if flt.campaign_id:
@@ -72,7 +72,7 @@ def _apply_filter(stmt: Select[tuple[Lead]], flt: LeadFilter) -> Select[tuple[Le
         # Exact contact keys use their indexes; names and companies a substring match.
         phone = normalise.phone(q).value
         email = normalise.email(q).value
-        conditions = [Lead.name.ilike(like), Lead.company.ilike(like)]
+        conditions: list[ColumnElement[bool]] = [Lead.name.ilike(like), Lead.company.ilike(like)]
         if phone:
             conditions.append(Lead.phone == phone)
         if email:

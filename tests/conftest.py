@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -118,8 +119,11 @@ def login(client, make_user):  # type: ignore[no-untyped-def]
 
     def do(role: Role = Role.ADMIN, **kw: object) -> User:
         user = make_user(role, **kw)
-        resp = client.post("/login", data={"email": user.email, "password": PASSWORD},
-                           follow_redirects=False)
+        page = client.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token, "login form carries a CSRF token"
+        resp = client.post("/login", data={"email": user.email, "password": PASSWORD,
+                                           "csrf": token.group(1)}, follow_redirects=False)
         assert resp.status_code == 303, resp.text
         return user
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from leadflow import __version__
@@ -15,7 +21,7 @@ from leadflow.campaigns.routes import router as campaigns_router
 from leadflow.config import get_settings
 from leadflow.db import get_engine
 from leadflow.deps import LoginRequired
-from leadflow.errors import DomainError
+from leadflow.errors import DomainError, InvalidInput
 from leadflow.leads.routes import router as leads_router
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -50,6 +56,24 @@ def create_app() -> FastAPI:
         if exc.field:
             body["field"] = exc.field
         return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_html(request):
+            from leadflow.web.render import error_page
+
+            error = DomainError(str(exc.detail))
+            error.status_code = exc.status_code
+            return error_page(request, error)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if _wants_html(request):
+            from leadflow.web.render import error_page
+
+            return error_page(request, InvalidInput("the request is not valid"))
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

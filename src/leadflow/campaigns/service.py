@@ -55,18 +55,20 @@ class CampaignRow:
 
 def list_campaigns(*, session: Session) -> list[CampaignRow]:
     """All campaigns with captured records and distinct leads, newest first."""
-    touch_counts = dict(
-        session.execute(
+    touch_counts: dict[int | None, int] = {
+        campaign_id: n
+        for campaign_id, n in session.execute(
             select(Touchpoint.campaign_id, func.count()).group_by(Touchpoint.campaign_id)
-        ).tuples()
-    )
-    lead_counts = dict(
-        session.execute(
+        )
+    }
+    lead_counts: dict[int | None, int] = {
+        campaign_id: n
+        for campaign_id, n in session.execute(
             select(Lead.campaign_id, func.count())
             .where(Lead.status != LeadStatus.MERGED)
             .group_by(Lead.campaign_id)
-        ).tuples()
-    )
+        )
+    }
     rows = []
     for campaign in session.scalars(select(Campaign).order_by(Campaign.id.desc())):
         leads = lead_counts.get(campaign.id, 0)

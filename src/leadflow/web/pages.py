@@ -1,0 +1,39 @@
+"""The HTML side of the app: every domain's page router, the home page and language switch."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse
+
+from leadflow.campaigns import pages as campaigns_pages
+from leadflow.leads import pages as leads_pages
+from leadflow.users import pages as users_pages
+from leadflow.web.render import LOCALES, local_path, referer_path
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    """The lead list is the home page."""
+    return RedirectResponse("/leads", status_code=303)
+
+
+@router.get("/lang/{code}")
+def switch_language(code: str, request: Request, next: str = "") -> RedirectResponse:
+    """Remember the chosen language for this session and go back to the page.
+
+    The page is the Referer (it follows URLs pushed by HTMX), else ``next``.
+    """
+    if code in LOCALES:
+        request.session["locale"] = code
+    return RedirectResponse(referer_path(request, local_path(next, "/leads")),
+                            status_code=303)
+
+
+def register_pages(app: FastAPI) -> None:
+    """Mount the page routers (HTML, not part of the OpenAPI schema)."""
+    app.include_router(users_pages.router)
+    app.include_router(leads_pages.router)
+    app.include_router(campaigns_pages.router)
+    app.include_router(router)

@@ -1,0 +1,28 @@
+"""App-wide behaviour: errors for browsers are pages, for the API JSON."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+
+def test_unknown_page_is_an_html_page_for_browsers(client: TestClient) -> None:
+    resp = client.get("/no-such-page", headers={"accept": "text/html"})
+    assert resp.status_code == 404
+    assert resp.headers["content-type"].startswith("text/html")
+
+
+def test_unknown_api_route_is_json(client: TestClient) -> None:
+    resp = client.get("/api/v1/no-such-thing", headers={"accept": "text/html"})
+    assert resp.status_code == 404
+    assert resp.json()["detail"]
+
+
+def test_api_validation_errors_are_json(client: TestClient, api_token) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post("/api/v1/leads", json={"name": 5, "unknown": 1},
+                       headers=api_token())
+    assert resp.status_code == 422
+    assert isinstance(resp.json()["detail"], list)
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    assert "/api/v1/leads" in client.get("/openapi.json").json()["paths"]

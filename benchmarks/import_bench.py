@@ -30,14 +30,15 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import Database, emit, fresh_database, median, workdir
+from leadflow.db import make_engine
 from leadflow.demo.generator import (
+    FILE_HEADERS,
     CompanyPool,
     generate_leads,
     write_firmographics,
     write_lead_file,
 )
-
-from common import Database, emit, fresh_database, median, workdir
 
 SEED = 20261126
 
@@ -82,7 +83,7 @@ def run_cli(args: list[str], url: str) -> tuple[dict[str, Any], float]:
 def raw_insert(db: Database, path: Path) -> float:
     """Plain bulk insert of the file's rows as leads + touchpoints; returns seconds."""
     now = datetime.now(UTC)
-    engine = create_engine(db.url)
+    engine = make_engine(db.url)  # same pragmas as the import's engine
     started = time.perf_counter()
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -105,7 +106,10 @@ _LEAD_COLS = ("id", "name", "phone", "email", "company", "city", "address", "tit
 _TP_COLS = ("lead_id", "original_lead_id", "source", "external_id", "received_at", "payload")
 
 
-def _raw_chunk(engine: Any, kind: str, rows: list[dict[str, str]], now: datetime) -> None:
+def _raw_chunk(engine: Any, kind: str, file_rows: list[dict[str, str]], now: datetime) -> None:
+    # The file has English headers; the raw insert takes the columns as they are.
+    rows = [{field: r.get(label, "") for field, label in FILE_HEADERS["en"].items()} | {"_": r}
+            for r in file_rows]
     with engine.begin() as conn:
         if kind == "postgres":
             ids = [r[0] for r in conn.exec_driver_sql(
@@ -121,7 +125,7 @@ def _raw_chunk(engine: Any, kind: str, rows: list[dict[str, str]], now: datetime
                 with cur.copy(f"COPY touchpoint ({','.join(_TP_COLS)}) FROM STDIN") as copy:
                     for lead_id, r in zip(ids, rows, strict=True):
                         copy.write_row((lead_id, lead_id, "raw", r["external_id"], now,
-                                        json.dumps({"raw": r}, ensure_ascii=False)))
+                                        json.dumps({"raw": r["_"]}, ensure_ascii=False)))
             return
         start = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM lead")).scalar_one() + 1
         ids = list(range(start, start + len(rows)))
@@ -134,7 +138,7 @@ def _raw_chunk(engine: Any, kind: str, rows: list[dict[str, str]], now: datetime
         )
         conn.exec_driver_sql(
             f"INSERT INTO touchpoint ({','.join(_TP_COLS)}) VALUES (?,?,?,?,?,?)",
-            [(i, i, "raw", r["external_id"], ts, json.dumps({"raw": r}, ensure_ascii=False))
+            [(i, i, "raw", r["external_id"], ts, json.dumps({"raw": r["_"]}, ensure_ascii=False))
              for i, r in zip(ids, rows, strict=True)],
         )
 

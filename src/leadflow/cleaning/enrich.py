@@ -43,50 +43,58 @@ class EnrichmentProvider(Protocol):
     name: str
 
     def lookup(
-        self, *, company_keys: Iterable[str], domains: Iterable[str]
+        self, *, session: Session, company_keys: Iterable[str], domains: Iterable[str]
     ) -> tuple[dict[str, CompanyFacts], dict[str, CompanyFacts]]:
         """Facts by company key and by email domain."""
         ...
 
 
 class FirmographicTableProvider:
-    """The built-in provider over the ``firmographic`` table, with a per-run cache."""
+    """The built-in provider over the ``firmographic`` table.
+
+    Answers are cached for the provider's life (one import job): an event list names the
+    same companies over and over, and the table changes only through ``enrich load``.
+    """
 
     name = "firmographic_table"
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self) -> None:
         self._by_key: dict[str, CompanyFacts | None] = {}
         self._by_domain: dict[str, CompanyFacts | None] = {}
 
     def lookup(
-        self, *, company_keys: Iterable[str], domains: Iterable[str]
+        self, *, session: Session, company_keys: Iterable[str], domains: Iterable[str]
     ) -> tuple[dict[str, CompanyFacts], dict[str, CompanyFacts]]:
         """Facts for the keys and domains given, one indexed query per kind of miss."""
-        self._fill(self._by_key, Firmographic.company_key, set(company_keys), "company")
+        company_keys = set(company_keys)
+        self._fill(session, self._by_key, Firmographic.company_key, company_keys, "company")
         wanted = {d for d in domains if d not in FREE_MAIL_DOMAINS}
-        self._fill(self._by_domain, Firmographic.domain, wanted, "domain")
+        self._fill(session, self._by_domain, Firmographic.domain, wanted, "domain")
         return (
             {k: v for k in company_keys if (v := self._by_key.get(k))},
             {d: v for d in wanted if (v := self._by_domain.get(d))},
         )
 
+    @staticmethod
     def _fill(
-        self, cache: dict[str, CompanyFacts | None], column: Any, wanted: set[str], how: str
+        session: Session, cache: dict[str, CompanyFacts | None], column: Any, wanted: set[str],
+        how: str,
     ) -> None:
         missing = [k for k in wanted if k not in cache]
+        fields = [getattr(Firmographic, f) for f in ENRICHED_FIELDS]
         for start in range(0, len(missing), 5000):
             chunk = missing[start:start + 5000]
             for k in chunk:
                 cache[k] = None
-            rows = self._session.execute(
-                select(Firmographic).where(column.in_(chunk)).order_by(Firmographic.id)
-            ).scalars()
-            for row in rows:
-                key = getattr(row, column.key)
+            rows = session.execute(
+                select(column, Firmographic.company, *fields)
+                .where(column.in_(chunk))
+                .order_by(Firmographic.id)
+            )
+            for key, company, *values in rows:
                 if cache.get(key) is None:
-                    values = {f: getattr(row, f) for f in ENRICHED_FIELDS}
-                    cache[key] = CompanyFacts(row.company, how, values)
+                    cache[key] = CompanyFacts(company, how, dict(zip(ENRICHED_FIELDS, values,
+                                                                     strict=True)))
 
 
 def facts_for(

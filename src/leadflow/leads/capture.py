@@ -6,13 +6,14 @@ record is cleaned and deduplicated the same way wherever it comes from.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Column, Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,7 +35,7 @@ from leadflow.cleaning.rules import (
 )
 from leadflow.db import bulk_insert
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touchpoint
-from leadflow.leads.rules import clean_record
+from leadflow.leads.rules import CleanRecord, clean_record
 
 _lead = cast(Table, Lead.__table__)
 _touch = cast(Table, Touchpoint.__table__)
@@ -65,6 +66,16 @@ class IncomingRecord:
     raw: dict[str, Any]
     row_number: int | None = None
     received_at: datetime | None = None
+    # Set when a prepare stage (see ``leads.imports``) already cleaned the record and
+    # serialised its raw payload in another process.
+    cleaned: CleanRecord | None = None
+    raw_json: str | None = None
+
+    def raw_dict(self) -> dict[str, Any]:
+        """The raw record (decoded from ``raw_json`` when only that travelled)."""
+        if not self.raw and self.raw_json:
+            self.raw = json.loads(self.raw_json)
+        return self.raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +181,13 @@ def capture_batch(
             result.skipped += 1
             slots[i] = RecordResult(rec.external_id, Outcome.SKIPPED, seen_ids.get(rec.external_id))
             continue
-        cleaned = clean_record(rec.record, default_region=default_region)
+        cleaned = rec.cleaned or clean_record(rec.record, default_region=default_region)
         if not cleaned.ok:
             fld, reason = cleaned.errors[0]
             more = "; ".join(f"{f}: {r}" for f, r in cleaned.errors[1:])
             result.rejects.append(
                 Reject(rec.row_number, rec.external_id, fld,
-                       reason + (f" (also {more})" if more else ""), rec.raw)
+                       reason + (f" (also {more})" if more else ""), rec.raw_dict())
             )
             slots[i] = RecordResult(rec.external_id, Outcome.REJECTED)
             continue
@@ -194,9 +205,12 @@ def capture_batch(
     assignments: list[tuple[int, IncomingRecord, dict[str, Any], _Target, MatchResult | None]]
     assignments = []
     for i, rec, fields in accepted:
-        incoming = MatchRecord.from_fields(None, fields)
         candidates = _candidates(index, fields)
-        match = best_match(incoming, [c.match for c in candidates], thresholds)
+        match = (
+            best_match(MatchRecord.from_fields(None, fields), [c.match for c in candidates],
+                       thresholds)
+            if candidates else None
+        )
         if match is None:
             target = _Target(_PROVISIONAL + len(new_targets), dict(fields), stored=False)
             new_targets.append(target)
@@ -243,7 +257,7 @@ def capture_batch(
                 "campaign_id": campaign_id,
                 "received_at": rec.received_at or now,
                 "import_job_id": import_job_id,
-                "payload": {"raw": rec.raw, **meta} if meta else {"raw": rec.raw},
+                "payload": _payload(rec, meta),
             }
         )
     result.results = [r for r in slots if r is not None]
@@ -251,6 +265,14 @@ def capture_batch(
     if activity_rows:
         bulk_insert(session, _activity, activity_rows)
     return result
+
+
+def _payload(rec: IncomingRecord, meta: dict[str, Any]) -> dict[str, Any] | str:
+    """The touchpoint payload; pre-serialised JSON is spliced in rather than re-encoded."""
+    if rec.raw_json is None:
+        return {"raw": rec.raw, **meta}
+    extra = "".join(f', "{k}": {json.dumps(v, ensure_ascii=False)}' for k, v in meta.items())
+    return '{"raw": ' + rec.raw_json + extra + "}"
 
 
 def _seen_external_ids(session: Session, source: str, external_ids: list[str]) -> dict[str, int]:
@@ -267,21 +289,30 @@ def _seen_external_ids(session: Session, source: str, external_ids: list[str]) -
 
 
 def _load_candidates(session: Session, drafts: list[dict[str, Any]]) -> dict[int, _Target]:
-    """Stored leads sharing any key with the drafts: one IN query per key column."""
-    cols = [_lead.c[name] for name in _CANDIDATE_COLUMNS]
+    """Stored leads sharing any key with the drafts: one indexed query per key column.
+
+    Plain driver SQL: rendering thousands of bound values through the SQL compiler costs
+    more than the index lookups themselves on this, the import's hottest query.
+    """
+    conn = session.connection()
+    columns = ", ".join(f'"{c}"' for c in _CANDIDATE_COLUMNS)
+    sqlite = conn.dialect.name == "sqlite"
     found: dict[int, _Target] = {}
     for key in _KEY_COLUMNS:
-        values = sorted({v for d in drafts if (v := d.get(key))})
-        column: Column[Any] = _lead.c[key]
+        values = list({v for d in drafts if (v := d.get(key))})
         for start in range(0, len(values), _IN_CHUNK):
-            rows = session.execute(
-                select(*cols)
-                .where(column.in_(values[start:start + _IN_CHUNK]))
-                .where(_lead.c.status != LeadStatus.MERGED)
-            ).mappings()
-            for row in rows:
-                if row["id"] not in found:
-                    found[row["id"]] = _Target(row["id"], dict(row), stored=True)
+            chunk = values[start:start + _IN_CHUNK]
+            if sqlite:
+                sql = (f'SELECT {columns} FROM lead WHERE "{key}" IN '
+                       f'({", ".join("?" * len(chunk))}) AND status != ?')
+                params: tuple[Any, ...] = (*chunk, LeadStatus.MERGED.value)
+            else:
+                sql = f'SELECT {columns} FROM lead WHERE "{key}" = ANY(%s) AND status != %s'
+                params = (chunk, LeadStatus.MERGED.value)
+            for row in conn.exec_driver_sql(sql, params):
+                if row[0] not in found:
+                    found[row[0]] = _Target(row[0], dict(zip(_CANDIDATE_COLUMNS, row,
+                                                             strict=True)), stored=True)
     return found
 
 
@@ -300,12 +331,17 @@ def _index_target(index: _Index, target: _Target) -> None:
 
 
 def _candidates(index: _Index, fields: dict[str, Any]) -> list[_Target]:
-    out: dict[int, _Target] = {}
+    found: dict[int, _Target] | None = None
     for key in _KEY_COLUMNS:
         value = fields.get(key)
         if value:
-            out.update(index.get((key, value), {}))
-    return list(out.values())
+            bucket = index.get((key, value))
+            if bucket:
+                if found is None:
+                    found = dict(bucket)
+                else:
+                    found.update(bucket)
+    return list(found.values()) if found else []
 
 
 def _enrich(
@@ -315,9 +351,10 @@ def _enrich(
     wanting = [t for t in targets if any(t.fields.get(f) is None for f in ENRICHED_FIELDS)]
     if not wanting:
         return {}
-    provider = provider or FirmographicTableProvider(session)
+    provider = provider or FirmographicTableProvider()
     domains = {t.id: normalise.email_domain(t.fields.get("email")) for t in wanting}
     by_key, by_domain = provider.lookup(
+        session=session,
         company_keys={k for t in wanting if (k := t.fields.get("company_key"))},
         domains={d for d in domains.values() if d},
     )
@@ -355,8 +392,8 @@ def _insert_leads(
         row["tags"] = row["tags"] or []
         row["custom_fields"] = row["custom_fields"] or {}
         row.update(
-            status=LeadStatus.NEW, source=source, campaign_id=campaign_id, do_not_contact=False,
-            created_at=now, updated_at=now,
+            status=LeadStatus.NEW.value, source=source, campaign_id=campaign_id,
+            do_not_contact=False, created_at=now, updated_at=now,
         )
         rows.append(row)
     ids = _reserve_lead_ids(session, rows)
@@ -376,7 +413,8 @@ def _reserve_lead_ids(session: Session, rows: list[dict[str, Any]]) -> list[int]
     so the following ids are free for this transaction alone.
     """
     if session.get_bind().dialect.name == "sqlite":
-        first = session.execute(insert(_lead).returning(_lead.c.id), rows[0]).scalar_one()
+        bulk_insert(session, _lead, rows[:1])
+        first = session.execute(text("SELECT last_insert_rowid()")).scalar_one()
         return list(range(first, first + len(rows)))
     seq = session.execute(select(func.pg_get_serial_sequence("lead", "id"))).scalar_one()
     return list(
@@ -413,7 +451,7 @@ def _merge_activity(
     conflicts = {k: [str(a), str(b)] for k, (a, b) in fields.get("_conflicts", {}).items()}
     return {
         "lead_id": lead_id,
-        "kind": ActivityKind.MERGED,
+        "kind": ActivityKind.MERGED.value,
         "occurred_at": now,
         "actor_id": actor_id,
         "channel": None,

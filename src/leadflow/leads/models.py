@@ -66,7 +66,7 @@ class Lead(Base):
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     consent: Mapped[bool | None]
     do_not_contact: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[LeadStatus] = mapped_column(String(16), default=LeadStatus.NEW, index=True)
+    status: Mapped[LeadStatus] = mapped_column(String(16), default=LeadStatus.NEW)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
     team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
     source: Mapped[str | None] = mapped_column(String(40))
@@ -77,7 +77,8 @@ class Lead(Base):
     key_name_company: Mapped[str | None] = mapped_column(String(240), index=True)
     key_name_place: Mapped[str | None] = mapped_column(String(240), index=True)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id"))
-    created_at: Mapped[datetime] = mapped_column(index=True)
+    # Not indexed: lists order by id, which follows creation; every index costs imports.
+    created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
 

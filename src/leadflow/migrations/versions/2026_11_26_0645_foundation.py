@@ -193,13 +193,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_lead_campaign_id'), ['campaign_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_lead_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_lead_email'), ['email'], unique=False)
         batch_op.create_index(batch_op.f('ix_lead_key_name_company'), ['key_name_company'], unique=False)
         batch_op.create_index(batch_op.f('ix_lead_key_name_place'), ['key_name_place'], unique=False)
         batch_op.create_index(batch_op.f('ix_lead_owner_id'), ['owner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_lead_phone'), ['phone'], unique=False)
-        batch_op.create_index(batch_op.f('ix_lead_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_lead_wechat_id'), ['wechat_id'], unique=False)
 
     op.create_table('activity',
@@ -291,13 +289,11 @@ def downgrade() -> None:
     op.drop_table('activity')
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_lead_wechat_id'))
-        batch_op.drop_index(batch_op.f('ix_lead_status'))
         batch_op.drop_index(batch_op.f('ix_lead_phone'))
         batch_op.drop_index(batch_op.f('ix_lead_owner_id'))
         batch_op.drop_index(batch_op.f('ix_lead_key_name_place'))
         batch_op.drop_index(batch_op.f('ix_lead_key_name_company'))
         batch_op.drop_index(batch_op.f('ix_lead_email'))
-        batch_op.drop_index(batch_op.f('ix_lead_created_at'))
         batch_op.drop_index(batch_op.f('ix_lead_campaign_id'))
 
     op.drop_table('lead')

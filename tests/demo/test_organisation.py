@@ -1,0 +1,59 @@
+"""The demo organisation on the test database (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from leadflow.campaigns.models import Campaign, Channel
+from leadflow.cleaning.models import Firmographic
+from leadflow.demo.organisation import ADMIN_EMAIL, DEMO_PASSWORD, build_demo
+from leadflow.errors import Conflict
+from leadflow.leads.models import Activity, ActivityKind, Lead, Touchpoint
+from leadflow.users import service as users_service
+from leadflow.users.models import Role, Team, TeamKind, User
+
+
+def count(session: Session, model: type, *where: object) -> int:
+    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0  # type: ignore[arg-type]
+
+
+def test_demo_builds_an_organisation_with_history_and_refuses_to_run_twice(
+    db: Engine, now: datetime
+) -> None:
+    summary = build_demo(leads=2000, seed=3, console=None)
+
+    with Session(db) as session:
+        admin = users_service.authenticate(session=session, email=ADMIN_EMAIL,
+                                           password=DEMO_PASSWORD, now=now)
+        assert admin.role == Role.ADMIN
+        roles = set(session.scalars(select(User.role)))
+        assert roles == set(Role)
+        kinds = set(session.scalars(select(Team.kind)))
+        assert kinds == set(TeamKind)
+        assert {Channel(c) for c in session.scalars(select(Campaign.channel))} == set(Channel)
+        assert count(session, Firmographic) == summary["companies"]
+
+        leads = count(session, Lead)
+        touchpoints = count(session, Touchpoint)
+        merges = count(session, Activity, Activity.kind == ActivityKind.MERGED)
+        assert leads == summary["leads_created"] > 1000
+        assert touchpoints == summary["records"] - summary["rejected"]
+        assert touchpoints >= leads
+        assert merges == summary["merged"] > 0
+        assert summary["rejected"] > 0  # the event list's bad rows
+        enriched = count(session, Lead, Lead.industry.is_not(None))
+        assert enriched > leads // 2
+        # Six months of history, never in the future.
+        oldest = session.scalar(select(func.min(Touchpoint.received_at)))
+        newest = session.scalar(select(func.max(Touchpoint.received_at)))
+        assert oldest is not None and newest is not None
+        assert oldest < now - timedelta(days=150) and newest <= now
+        created = session.scalar(select(func.min(Lead.created_at)))
+        assert created is not None and created < now - timedelta(days=100)
+
+    with pytest.raises(Conflict, match="empty database"):
+        build_demo(leads=10, seed=3, console=None)

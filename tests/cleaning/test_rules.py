@@ -117,3 +117,41 @@ def test_survivorship_never_overwrites_a_survivor_value(a: dict, b: dict) -> Non
     for name, value in a.items():
         if value not in (None, ""):
             assert merged[name] == value
+
+
+def test_a_form_of_address_does_not_block_a_phone_match() -> None:
+    result = compare(rec(None, name="刘先生", phone="+8613177398719"),
+                     rec(3, name="刘波颖", phone="+8613177398719"), T)
+    assert result is not None and result.keys == ("phone",)
+    assert compare(rec(None, name="Mr. Smith", email="js@acme.com"),
+                   rec(3, name="John Smith", email="js@acme.com"), T) is not None
+    assert compare(rec(None, name="王先生", phone="+8613177398719"),
+                   rec(3, name="刘波颖", phone="+8613177398719"), T) is None
+
+
+def test_a_form_of_address_alone_never_makes_a_fuzzy_match() -> None:
+    assert compare(rec(None, name="张先生", company="星辰数据"),
+                   rec(3, name="张伟", company="星辰数据"), T) is None
+
+
+def test_a_full_name_replaces_a_form_of_address() -> None:
+    outcome = survivorship({"name": "崔女士"}, {"name": "崔月"})
+    assert outcome.filled == {"name": "崔月"}
+    assert survivorship({"name": "崔月"}, {"name": "崔女士"}).filled == {}
+
+
+def test_chinese_names_with_the_same_syllables_in_other_order_are_two_people() -> None:
+    assert compare(rec(None, name="李扬", company="同迅金融"),
+                   rec(3, name="杨力", company="同迅金融"), T) is None
+    assert compare(rec(None, name="周经懿", company="星辰数据科技"),
+                   rec(3, name="赵璟娅", company="星辰数据科技"), T) is None
+
+
+def test_a_typo_that_changes_sorted_order_still_matches() -> None:
+    assert compare(rec(None, name="Msson Medina", company="Acme Analytics"),
+                   rec(3, name="Mason Medina", company="Acme Analytics"), T) is not None
+
+
+def test_a_chinese_name_written_the_western_way_matches_on_its_email() -> None:
+    assert compare(rec(None, name="Wei Zhang", email="zw@acme.cn"),
+                   rec(3, name="张伟", email="zw@acme.cn"), T) is not None

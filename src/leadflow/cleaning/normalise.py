@@ -181,6 +181,31 @@ def _name_tokens(name: str) -> tuple[str, ...]:
     return tuple(t for t in _NAME_SPLIT.split(value.lower()) if t)
 
 
+_HONORIFIC_CN = re.compile(r"^([\u3400-\u9fff]{1,2}?)(先生|女士|小姐|老师|太太|同学|总|经理)$")
+_HONORIFIC_EN = re.compile(r"^(?:mr|mrs|ms|miss|dr|prof)\.?\s+([a-z'-]+)$", re.IGNORECASE)
+
+
+def honorific_surname(name: str | None) -> str | None:
+    """The phonetic surname when ``name`` is only a form of address ("李先生", "Mr. Smith").
+
+    Call centres and forms often record people this way; such a name says nothing beyond
+    the surname, so it must neither block a match on the phone nor win over a full name.
+    """
+    if not name:
+        return None
+    value = text(name) or ""
+    match = _HONORIFIC_CN.match(value.replace(" ", ""))
+    if match:
+        return "".join(_char_pinyin(ch) for ch in match.group(1))
+    match = _HONORIFIC_EN.match(value)
+    return match.group(1).lower() if match else None
+
+
+def is_han_name(name: str | None) -> bool:
+    """True for a name written in Chinese characters."""
+    return bool(name) and bool(_CJK.search(name or ""))
+
+
 def name_key(name: str | None) -> str | None:
     """Order-free phonetic key: 'Smith, John' and 'John Smith' (and 张伟, Zhang Wei) agree."""
     tokens = name_tokens(name)

@@ -56,7 +56,9 @@ class MatchRecord:
     company_key: str | None = None
     city: str | None = None
     address: str | None = None
-    name_key: str | None = None
+    tokens: tuple[str, ...] = ()
+    han: bool = False
+    honorific: str | None = None
     address_key: str | None = None
 
     @classmethod
@@ -73,7 +75,9 @@ class MatchRecord:
             company_key=fields.get("company_key"),
             city=normalise.place_key(fields.get("city")),
             address=address,
-            name_key=" ".join(sorted(normalise.name_tokens(name))) or None,
+            tokens=normalise.name_tokens(name),
+            han=normalise.is_han_name(name),
+            honorific=normalise.honorific_surname(name),
             address_key=normalise.address_key(address),
         )
 
@@ -126,18 +130,53 @@ def _differs(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and a != b
 
 
+def name_similarity(a: MatchRecord, b: MatchRecord) -> float | None:
+    """How alike two names are (0–1), ``None`` when either is missing or only a form of
+    address.
+
+    Chinese names are compared in written order and must share the surname (sorting
+    syllables would make 李扬 and 杨力 one person); other names in both orders, which
+    covers "Smith, John" and a Chinese name written the Western way, without letting a
+    typo that reorders sorted tokens ("Msson" < "Medina") break the comparison.
+    """
+    if not a.tokens or not b.tokens or a.honorific or b.honorific:
+        return None
+    written_a, written_b = " ".join(a.tokens), " ".join(b.tokens)
+    if a.han and b.han:
+        if a.tokens[0] != b.tokens[0]:
+            return 0.0
+        return float(fuzz.ratio(written_a, written_b)) / 100.0
+    reversed_b = " ".join(reversed(b.tokens))
+    return max(float(fuzz.ratio(written_a, written_b)),
+               float(fuzz.ratio(written_a, reversed_b))) / 100.0
+
+
+def names_compatible(a: MatchRecord, b: MatchRecord, minimum: float) -> bool:
+    """Whether two records sharing a phone or email may be one person by their names."""
+    if a.honorific or b.honorific:
+        surname_a = a.honorific or (a.tokens[0] if a.han and a.tokens else None)
+        surname_b = b.honorific or (b.tokens[0] if b.han and b.tokens else None)
+        # "李先生" fits any 李; against a Latin name the surname may be first or last.
+        if surname_a and surname_b:
+            return surname_a == surname_b
+        other = b if a.honorific else a
+        return (a.honorific or b.honorific) in other.tokens or not other.tokens
+    similarity = name_similarity(a, b)
+    return similarity is None or similarity >= minimum
+
+
 def compare(
     incoming: MatchRecord, stored: MatchRecord, thresholds: MatchThresholds
 ) -> MatchResult | None:
     """Decide whether ``incoming`` is the person of ``stored``; ``None`` when not.
 
-    1. Exact keys (phone, email, WeChat id) match unless the names clearly differ.
-    2. Otherwise name similarity (phonetic, order-free) is required, plus either the
+    1. Exact keys (phone, email, WeChat id) match unless the names clearly differ
+       ("李先生" is compatible with any 李).
+    2. Otherwise name similarity (see :func:`name_similarity`) is required, plus either the
        company or the address agreeing; the score is a weighted mean, lowered when both
        sides carry different phones or emails, and must reach ``thresholds.merge``.
     """
     assert stored.id is not None
-    name_sim = _ratio(incoming.name_key, stored.name_key, fuzz.token_sort_ratio)
     exact = tuple(
         key
         for key, a, b in (
@@ -148,9 +187,10 @@ def compare(
         if a and a == b
     )
     if exact:
-        if name_sim is not None and name_sim < thresholds.exact_min_name:
+        if not names_compatible(incoming, stored, thresholds.exact_min_name):
             return None
         return MatchResult(stored.id, exact, 1.0)
+    name_sim = name_similarity(incoming, stored)
     if name_sim is None or name_sim < thresholds.min_name:
         return None
     company_sim = _ratio(incoming.company_key, stored.company_key)
@@ -216,8 +256,20 @@ def survivorship(survivor: Mapping[str, Any], incoming: Mapping[str, Any]) -> Me
         if new in (None, ""):
             continue
         old = survivor.get(name)
-        if old in (None, ""):
+        if name == "name" and _upgrades_name(old, new):
+            outcome.filled[name] = new
+            outcome.conflicts[name] = (old, new)
+        elif old in (None, ""):
             outcome.filled[name] = new
         elif old != new and name in CONFLICT_FIELDS:
             outcome.conflicts[name] = (old, new)
     return outcome
+
+
+def _upgrades_name(old: Any, new: Any) -> bool:
+    """A full name replaces a form of address ("李先生" → "李明")."""
+    return (
+        bool(old)
+        and normalise.honorific_surname(old) is not None
+        and normalise.honorific_surname(new) is None
+    )

@@ -4,7 +4,8 @@ Generates N leads with planted fuzzy duplicates (seeded), preloads a database wi
 ``--preload`` leads through the real import, then times ``leadflow import`` of the new file
 end to end (parse, normalise, dedup against the file and the database, enrich, insert) in a
 subprocess, and — in the same run, on a copy of the same preloaded database — a raw bulk
-insert of the same rows into the same schema (executemany on SQLite, COPY on PostgreSQL).
+insert of the very rows that import wrote (leads, touchpoints, activities) into the same
+schema (executemany on SQLite, COPY on PostgreSQL, 5,000 leads per transaction).
 Reports rows/s, the ratio, peak RSS of the importing process, and pairwise dedup precision
 and recall against the planted truth.
 
@@ -23,7 +24,6 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import Database, emit, fresh_database, median, workdir
 from leadflow.db import make_engine
 from leadflow.demo.generator import (
-    FILE_HEADERS,
     CompanyPool,
     generate_leads,
     write_firmographics,
@@ -80,67 +79,61 @@ def run_cli(args: list[str], url: str) -> tuple[dict[str, Any], float]:
     return json.loads(proc.stdout.strip().splitlines()[-1]), seconds
 
 
-def raw_insert(db: Database, path: Path) -> float:
-    """Plain bulk insert of the file's rows as leads + touchpoints; returns seconds."""
-    now = datetime.now(UTC)
+def captured_rows(db: Database, after: dict[str, int]
+                  ) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+    """The lead, touchpoint and activity rows an import wrote, exactly as stored."""
+    engine = create_engine(db.url)
+    out: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+    with engine.connect() as conn:
+        for table in ("lead", "touchpoint", "activity"):
+            result = conn.exec_driver_sql(
+                f"SELECT * FROM {table} WHERE id > {after[table]} ORDER BY id")
+            # Not the import job's id: that row is not in the baseline's copy.
+            columns = [c for c in result.keys()  # noqa: SIM118
+                       if c not in ("import_job_id",) and (c != "id" or table == "lead")]
+            rows = [tuple(r[k] for k in columns) for r in result.mappings()]
+            out[table] = (columns, rows)
+    engine.dispose()
+    return out
+
+
+def raw_insert(db: Database, data: dict[str, tuple[list[str], list[tuple[Any, ...]]]]) -> float:
+    """The raw baseline: insert the very rows the import wrote into the same schema, 5,000
+    rows per transaction, with executemany (SQLite) or COPY (PostgreSQL)."""
     engine = make_engine(db.url)  # same pragmas as the import's engine
     started = time.perf_counter()
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        chunk: list[dict[str, str]] = []
-        for row in reader:
-            chunk.append(row)
-            if len(chunk) >= 5000:
-                _raw_chunk(engine, db.engine, chunk, now)
-                chunk = []
-        if chunk:
-            _raw_chunk(engine, db.engine, chunk, now)
+    for table in ("lead", "touchpoint", "activity"):
+        columns, rows = data[table]
+        for start in range(0, len(rows), 5000):
+            with engine.begin() as conn:
+                _raw_write(conn, db.engine, table, columns, rows[start:start + 5000])
     seconds = time.perf_counter() - started
     engine.dispose()
     return seconds
 
 
-_LEAD_COLS = ("id", "name", "phone", "email", "company", "city", "address", "title",
-              "status", "tags", "custom_fields", "do_not_contact", "source", "created_at",
-              "updated_at")
-_TP_COLS = ("lead_id", "original_lead_id", "source", "external_id", "received_at", "payload")
+def _raw_write(conn: Any, kind: str, table: str, columns: list[str],
+               rows: list[tuple[Any, ...]]) -> None:
+    names = ", ".join(f'"{c}"' for c in columns)
+    if kind == "sqlite":
+        marks = ", ".join("?" * len(columns))
+        conn.exec_driver_sql(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
+        return
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list)
+                            else v for v in row])
 
 
-def _raw_chunk(engine: Any, kind: str, file_rows: list[dict[str, str]], now: datetime) -> None:
-    # The file has English headers; the raw insert takes the columns as they are.
-    rows = [{field: r.get(label, "") for field, label in FILE_HEADERS["en"].items()} | {"_": r}
-            for r in file_rows]
-    with engine.begin() as conn:
-        if kind == "postgres":
-            ids = [r[0] for r in conn.exec_driver_sql(
-                f"SELECT nextval('lead_id_seq') FROM generate_series(1, {len(rows)})")]
-            raw = conn.connection.driver_connection
-            with raw.cursor() as cur:
-                with cur.copy(f"COPY lead ({','.join(_LEAD_COLS)}) FROM STDIN") as copy:
-                    for lead_id, r in zip(ids, rows, strict=True):
-                        copy.write_row((lead_id, r.get("name"), r.get("phone"), r.get("email"),
-                                        r.get("company"), r.get("city"), r.get("address"),
-                                        r.get("title"), "new", "[]", "{}", False, "raw", now,
-                                        now))
-                with cur.copy(f"COPY touchpoint ({','.join(_TP_COLS)}) FROM STDIN") as copy:
-                    for lead_id, r in zip(ids, rows, strict=True):
-                        copy.write_row((lead_id, lead_id, "raw", r["external_id"], now,
-                                        json.dumps({"raw": r["_"]}, ensure_ascii=False)))
-            return
-        start = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM lead")).scalar_one() + 1
-        ids = list(range(start, start + len(rows)))
-        ts = now.replace(tzinfo=None).isoformat(sep=" ")
-        conn.exec_driver_sql(
-            f"INSERT INTO lead ({','.join(_LEAD_COLS)}) VALUES ({','.join('?' * len(_LEAD_COLS))})",
-            [(i, r.get("name"), r.get("phone"), r.get("email"), r.get("company"), r.get("city"),
-              r.get("address"), r.get("title"), "new", "[]", "{}", 0, "raw", ts, ts)
-             for i, r in zip(ids, rows, strict=True)],
-        )
-        conn.exec_driver_sql(
-            f"INSERT INTO touchpoint ({','.join(_TP_COLS)}) VALUES (?,?,?,?,?,?)",
-            [(i, i, "raw", r["external_id"], ts, json.dumps({"raw": r["_"]}, ensure_ascii=False))
-             for i, r in zip(ids, rows, strict=True)],
-        )
+def max_ids(db: Database) -> dict[str, int]:
+    """Highest ids per table: what the preload wrote."""
+    engine = create_engine(db.url)
+    with engine.connect() as conn:
+        out = {t: int(conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {t}").scalar_one())
+               for t in ("lead", "touchpoint", "activity")}
+    engine.dispose()
+    return out
 
 
 def dedup_quality(db: Database, truth_path: Path) -> dict[str, Any]:
@@ -193,6 +186,7 @@ def bench_engine(engine: str, files: dict[str, Path], runs: int, rows: int) -> d
     base = fresh_database(engine, "lf_bench_base", work)
     run_cli(["enrich", "load", str(files["firms"])], base.url)
     preload, preload_s = run_cli(["import", str(files["preload"]), "--source", "bench"], base.url)
+    after = max_ids(base)
     import_rates, raw_rates, summaries = [], [], []
     quality: dict[str, Any] = {}
     for i in range(runs):
@@ -203,9 +197,10 @@ def bench_engine(engine: str, files: dict[str, Path], runs: int, rows: int) -> d
         summaries.append(summary)
         if i == 0:
             quality = dedup_quality(target, files["truth"])
+        written = captured_rows(target, after)
         target.drop()
         raw_db = base.clone("raw")
-        raw_rates.append(rows / raw_insert(raw_db, files["import"]))
+        raw_rates.append(rows / raw_insert(raw_db, written))
         raw_db.drop()
     base.drop()
     return {

@@ -23,7 +23,8 @@ from leadflow.users import service as users_service
 from leadflow.users.models import Role, Segment, Team, TeamKind, User
 from leadflow.users.rules import Permission, has_permission
 
-app = typer.Typer(help="leadflow: lead-to-cash for online sales teams.", no_args_is_help=True)
+app = typer.Typer(help="leadflow: lead-to-cash for online sales teams.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Create or migrate the database.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
 teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
@@ -220,7 +221,11 @@ def import_cmd(
 
     from leadflow.leads import files, imports
 
-    user_mapping = files.load_mapping_file(mapping) if mapping else None
+    try:
+        user_mapping = files.load_mapping_file(mapping) if mapping else None
+        files.open_rows(file, mapping=user_mapping).close()  # fail fast on a bad file
+    except ValueError as exc:
+        _fail(str(exc))
     with session_scope() as session:
         camp = campaigns_service.resolve(session=session, ref=campaign)
         actor = _actor(session, user, Permission.LEADS_IMPORT if user else None)
@@ -335,8 +340,9 @@ def serve_cmd(
 
 
 def main() -> None:
-    """Entry point that turns domain errors into one clear line."""
+    """Entry point that turns domain errors into one clear line (exit code 2)."""
     try:
         app()
     except DomainError as exc:
-        _fail(exc.message)
+        console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(2)

@@ -24,5 +24,11 @@ def test_api_validation_errors_are_json(client: TestClient, api_token) -> None: 
     assert isinstance(resp.json()["detail"], list)
 
 
-def test_openapi_docs_are_served(client: TestClient) -> None:
+def test_api_docs_need_a_login_and_work_offline(client: TestClient, login) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/docs", follow_redirects=False).status_code == 303
+    assert client.get("/openapi.json", follow_redirects=False).status_code == 303
+    login()
     assert "/api/v1/leads" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/docs").text
+    assert "/static/swagger/swagger-ui-bundle.js" in page and "cdn" not in page
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200

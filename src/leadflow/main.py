@@ -10,6 +10,7 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -20,7 +21,7 @@ from leadflow import __version__
 from leadflow.campaigns.routes import router as campaigns_router
 from leadflow.config import get_settings
 from leadflow.db import get_engine
-from leadflow.deps import LoginRequired
+from leadflow.deps import LoginRequired, PageUser
 from leadflow.errors import DomainError, InvalidInput
 from leadflow.leads.routes import router as leads_router
 
@@ -36,7 +37,9 @@ def _wants_html(request: Request) -> bool:
 def create_app() -> FastAPI:
     """Build the application (one per process)."""
     settings = get_settings()
-    app = FastAPI(title="leadflow", version=__version__, docs_url="/docs")
+    # The API docs need a login like every page; Swagger UI is served from /static so
+    # they work without internet.
+    app = FastAPI(title="leadflow", version=__version__, docs_url=None, openapi_url=None)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.resolved_secret_key(),
@@ -85,6 +88,18 @@ def create_app() -> FastAPI:
         with get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_user: PageUser) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_user: PageUser) -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="leadflow API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css", swagger_favicon_url="",
+        )
 
     app.include_router(leads_router)
     app.include_router(campaigns_router)

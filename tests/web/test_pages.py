@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from leadflow.cleaning.rules import MatchThresholds
@@ -460,3 +460,26 @@ def test_redirect_targets_stay_on_site(target: str, expected: str) -> None:
     from leadflow.web.render import local_path
 
     assert local_path(target, "/leads") == expected
+
+
+def test_lead_export_from_the_list_needs_permission_and_is_audited(client, login, session) -> None:  # type: ignore[no-untyped-def]
+    from leadflow.audit.models import AuditEntry
+    from leadflow.users.models import Role
+
+    login(Role.ANALYST)
+    assert 'href="/leads/export?format=csv"' in client.get("/leads").text
+    resp = client.get("/leads/export?format=csv&q=nobody")
+    assert resp.status_code == 200
+    header = next(csv.reader(io.StringIO(resp.text.lstrip("\ufeff"))))
+    assert header[:3] == ["id", "name", "phone"]
+    entry = session.scalars(select(AuditEntry)).one()
+    assert entry.action == "export" and entry.detail["filter"]["q"] == "nobody"
+
+
+def test_reps_cannot_export(client, login) -> None:  # type: ignore[no-untyped-def]
+    from leadflow.users.models import Role
+
+    login(Role.REP)
+    assert "/leads/export" not in client.get("/leads").text
+    assert client.get("/leads/export?format=csv", headers={"accept": "text/html"}
+                      ).status_code == 403

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from leadflow.campaigns.models import Campaign
 from leadflow.leads import files
 from leadflow.leads.models import Touchpoint
-from leadflow.leads.service import visible_leads
+from leadflow.leads.service import LeadFilter, apply_filter, visible_leads
 from leadflow.users.models import User
 
 
@@ -31,9 +31,14 @@ TOUCHPOINT_COLUMNS = ("source", "external_id", "lead_id", "campaign", "campaign_
                       "received_at", "import_job_id")
 
 
-def export(*, session: Session, user: User, kind: ExportKind, path: Path, fmt: str) -> int:
-    """Write what ``user`` may see to ``path``; returns the number of rows."""
+def export(
+    *, session: Session, user: User, kind: ExportKind, path: Path, fmt: str,
+    flt: LeadFilter | None = None,
+) -> int:
+    """Write what ``user`` may see (narrowed by ``flt``) to ``path``; returns the row count."""
     lead_ids = visible_leads(user, include_merged=kind is ExportKind.TOUCHPOINTS)
+    if flt is not None:
+        lead_ids = apply_filter(lead_ids, flt)
     if kind is ExportKind.LEADS:
         stmt = lead_ids.order_by("id").execution_options(yield_per=5000)
 

@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import re
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,12 +16,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.datastructures import FormData, UploadFile
 
 from leadflow import clock
+from leadflow.audit import service as audit_service
 from leadflow.campaigns import service as campaigns_service
 from leadflow.campaigns.models import Campaign
 from leadflow.cleaning import service as cleaning_service
@@ -28,6 +31,7 @@ from leadflow.config import get_settings
 from leadflow.db import session_scope
 from leadflow.deps import CsrfChecked, PageUser, SessionDep, require_page
 from leadflow.errors import DomainError, InvalidInput, NotFound
+from leadflow.leads import export as lead_export
 from leadflow.leads import files, imports
 from leadflow.leads import service as leads_service
 from leadflow.leads.models import ImportJob, ImportReject, ImportStatus, LeadStatus
@@ -194,12 +198,44 @@ def lead_list(
 
     context = {
         "result": result, "filters": filters, "page_url": page_url,
+        "export_query": urlencode(query),
         "campaigns": _campaign_names(session),
         "statuses": [s for s in LeadStatus if s is not LeadStatus.MERGED],
         **_labels(),
     }
     template = "leads/_table.html" if is_htmx(request) else "leads/list.html"
     return render(request, template, context, user=user)
+
+
+@router.get("/leads/export")
+def export_leads(
+    session: SessionDep,
+    user: Annotated[User, Depends(require_page(Permission.LEADS_EXPORT))],
+    q: str = "",
+    status: str = "",
+    campaign: str = "",
+    source: str = "",
+    format: str = "csv",
+) -> FileResponse:
+    """The current list as CSV or Excel; needs the export permission and is audited."""
+    fmt = "xlsx" if format == "xlsx" else "csv"
+    flt = leads_service.LeadFilter(
+        q=q.strip() or None,
+        status=LeadStatus(status) if status in {s.value for s in LeadStatus} else None,
+        campaign_id=_int_or_none(campaign), source=source.strip() or None,
+    )
+    handle = tempfile.NamedTemporaryFile(suffix=f".{fmt}", delete=False)  # noqa: SIM115
+    handle.close()
+    path = Path(handle.name)
+    count = lead_export.export(session=session, user=user, kind=lead_export.ExportKind.LEADS,
+                               path=path, fmt=fmt, flt=flt)
+    audit_service.record(session=session, actor_id=user.id, action="export", target="leads",
+                         now=clock.now(), detail={"rows": count, "format": fmt, "via": "web",
+                                                  "filter": {"q": q, "status": status,
+                                                             "campaign": campaign,
+                                                             "source": source}})
+    return FileResponse(path, filename=f"leads.{fmt}",
+                        background=BackgroundTask(path.unlink, missing_ok=True))
 
 
 # --------------------------------------------------------------------------- one lead

@@ -57,7 +57,8 @@ class LeadPage:
         return max(1, -(-self.total // self.per_page))
 
 
-def _apply_filter(stmt: Select[Lead], flt: LeadFilter) -> Select[Lead]:
+def apply_filter(stmt: Select[Lead], flt: LeadFilter) -> Select[Lead]:
+    """Narrow a lead query by a list's filter."""
     if flt.status:
         stmt = stmt.where(Lead.status == flt.status)
     if flt.campaign_id:
@@ -89,7 +90,7 @@ def list_leads(
     """A page of leads visible to ``user``, newest first."""
     page = max(1, page)
     per_page = min(max(1, per_page), 500)
-    stmt = _apply_filter(visible_leads(user), flt)
+    stmt = apply_filter(visible_leads(user), flt)
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(
         session.scalars(

@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -67,16 +66,43 @@ def build_files(rows: int, preload: int, dup_rate: float, out: Path) -> dict[str
     return paths
 
 
-def run_cli(args: list[str], url: str) -> tuple[dict[str, Any], float]:
-    """Run a leadflow command in a subprocess on ``url``; its JSON output and seconds."""
+def _tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (the import's prepare process)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    total = 0
+    for p in (str(pid), *children):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def run_cli(args: list[str], url: str) -> tuple[dict[str, Any], float, float]:
+    """Run a leadflow command in a subprocess on ``url``.
+
+    Returns its JSON output, seconds, and the peak resident memory (MiB) of the process
+    tree, sampled every 100 ms from /proc (rusage would count the benchmark's own memory,
+    which a fork briefly shares with the child).
+    """
     env = {**os.environ, "LEADFLOW_DATABASE_URL": url}
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "leadflow", *args, "--json"], env=env,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.Popen([sys.executable, "-m", "leadflow", *args, "--json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_kib(proc.pid))
+        time.sleep(0.1)
     seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"leadflow {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), seconds
+    out = proc.stdout.read() if proc.stdout else ""
+    if proc.returncode != 0 or not out.strip():
+        raise RuntimeError(f"leadflow {' '.join(args)} failed with code {proc.returncode}")
+    return json.loads(out.strip().splitlines()[-1]), seconds, peak / 1024
 
 
 def captured_rows(db: Database, after: dict[str, int]
@@ -175,25 +201,22 @@ def dedup_quality(db: Database, truth_path: Path) -> dict[str, Any]:
     }
 
 
-def peak_rss_mb() -> float:
-    """Largest resident set of any finished child process, in MiB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def bench_engine(engine: str, files: dict[str, Path], runs: int, rows: int) -> dict[str, Any]:
     """Preload, then time import vs raw insert ``runs`` times on ``engine``."""
     work = workdir()
     base = fresh_database(engine, "lf_bench_base", work)
     run_cli(["enrich", "load", str(files["firms"])], base.url)
-    preload, preload_s = run_cli(["import", str(files["preload"]), "--source", "bench"], base.url)
+    preload, preload_s, _ = run_cli(["import", str(files["preload"]), "--source", "bench"],
+                                    base.url)
     after = max_ids(base)
-    import_rates, raw_rates, summaries = [], [], []
+    import_rates, raw_rates, summaries, peaks = [], [], [], []
     quality: dict[str, Any] = {}
     for i in range(runs):
         target = base.clone("imp")
-        summary, seconds = run_cli(["import", str(files["import"]), "--source", "bench"],
-                                   target.url)
+        summary, seconds, peak = run_cli(["import", str(files["import"]), "--source", "bench"],
+                                         target.url)
         import_rates.append(rows / seconds)
+        peaks.append(peak)
         summaries.append(summary)
         if i == 0:
             quality = dedup_quality(target, files["truth"])
@@ -212,7 +235,7 @@ def bench_engine(engine: str, files: dict[str, Path], runs: int, rows: int) -> d
         "import_median": round(median(import_rates)),
         "raw_median": round(median(raw_rates)),
         "ratio_raw_over_import": round(median(raw_rates) / median(import_rates), 2),
-        "peak_rss_mib": round(peak_rss_mb()),
+        "peak_rss_mib": round(max(peaks)),
         "last_summary": summaries[-1],
         "dedup": quality,
     }

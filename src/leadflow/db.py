@@ -110,6 +110,21 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
+def lock_for_writing(session: Session) -> None:
+    """Take SQLite's write lock now, for a read-then-write unit of work (no-op elsewhere).
+
+    A deferred SQLite transaction that has read and then wants to write fails at once with
+    "database is locked" when another writer committed in between; taking the lock first
+    makes such writers queue (busy_timeout) and makes their reads and writes atomic.
+    """
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        return
+    raw = conn.connection.driver_connection
+    if raw is not None and not raw.in_transaction:
+        raw.execute("BEGIN IMMEDIATE")
+
+
 def reset_engine_cache() -> None:
     """Forget the cached engine (tests and CLI switch databases through settings)."""
     if get_engine.cache_info().currsize:
@@ -152,16 +167,18 @@ def _converter(column: Any, sqlite: bool) -> Any:
     return None
 
 
-def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+def bulk_insert(
+    session: Session, table: Table, rows: list[dict[str, Any]], *, returning_id: bool = False
+) -> list[int]:
     """Insert many rows the fastest plain way each engine has.
 
     SQLite: the driver's ``executemany``; PostgreSQL: ``COPY``. Values are converted by
     column kind (JSON, UTC datetime), skipping SQLAlchemy's per-row bind processing, which
     costs more than the insert itself on bulk paths (import, demo). Enum members must be
-    given as their ``.value``.
+    given as their ``.value``. ``returning_id`` (PostgreSQL, one row) returns the new id.
     """
     if not rows:
-        return
+        return []
     names = list(rows[0])
     columns = [table.c[name] for name in names]
     conn = session.connection()
@@ -178,9 +195,21 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     if sqlite:
         marks = ", ".join("?" * len(names))
         conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({col_list}) VALUES ({marks})', tuples)
-        return
+        return []
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({col_list}) FROM STDIN') as copy:
-        for values in tuples:
-            copy.write_row(values)
+    with raw.cursor() as cur:
+        if len(tuples) < 50:  # COPY's set-up costs more than a few plain inserts
+            marks = ", ".join(["%s"] * len(names))
+            sql = f'INSERT INTO "{table.name}" ({col_list}) VALUES ({marks})'
+            if returning_id:
+                cur.execute(sql + " RETURNING id", tuples[0])
+                row = cur.fetchone()
+                assert row is not None
+                return [int(row[0])]
+            cur.executemany(sql, tuples)
+            return []
+        with cur.copy(f'COPY "{table.name}" ({col_list}) FROM STDIN') as copy:
+            for values in tuples:
+                copy.write_row(values)
+    return []

@@ -134,3 +134,36 @@ def test_new_leads_are_enriched_from_the_firmographic_table(session: Session, no
     assert by_key["3"].industry == "Retail" and by_key["3"].headcount is None  # type: ignore[union-attr]
     tp = session.scalar(select(Touchpoint).where(Touchpoint.external_id == "2"))
     assert tp is not None and tp.payload["enriched"]["matched_on"] == "domain"
+
+
+def test_concurrent_deliveries_of_one_record_create_it_once(db, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from leadflow.db import session_scope
+    from leadflow.leads.capture import capture_retrying
+
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            barrier.wait()
+            with session_scope() as s:
+                record = IncomingRecord(external_id="sub-1", record={
+                    "name": "黄磊", "phone": "13812345678"}, raw={})
+                result = capture_retrying(session=s, records=[record], source="form",
+                                          campaign_id=None, now=now, thresholds=T)
+                outcomes.append(result.results[0].outcome)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert sorted(outcomes) == ["created"] + ["skipped"] * 7
+    with Session(db) as s:
+        assert count(s, Touchpoint) == 1 and count(s, Lead) == 1

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,7 +33,7 @@ from leadflow.cleaning.rules import (
     blocking_keys,
     survivorship,
 )
-from leadflow.db import bulk_insert
+from leadflow.db import bulk_insert, lock_for_writing
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touchpoint
 from leadflow.leads.rules import CleanRecord, clean_record
 
@@ -46,6 +46,9 @@ _KEY_COLUMNS = ("phone", "email", "wechat_id", "key_name_company", "key_name_pla
 # In-batch leads get provisional ids above any real id, so ties go to stored (earlier) leads.
 _PROVISIONAL = 10**15
 _IN_CHUNK = 2000
+# Advisory locks share PostgreSQL's lock table (64 per connection by default): lock one
+# per record only for small batches, the webhook and API case.
+_LOCKED_BATCH = 32
 
 
 class Outcome(StrEnum):
@@ -170,6 +173,7 @@ def capture_batch(
     5. Enrich new leads from the provider (company key, then email domain).
     6. Write leads, touchpoints, survivor updates and merge activities in bulk.
     """
+    lock_for_writing(session)
     result = CaptureResult()
     seen_ids = _seen_external_ids(session, source, [r.external_id for r in records])
     # One slot per input record so outcomes come back in input order.
@@ -298,21 +302,32 @@ def _load_candidates(session: Session, drafts: list[dict[str, Any]]) -> dict[int
     columns = ", ".join(f'"{c}"' for c in _CANDIDATE_COLUMNS)
     sqlite = conn.dialect.name == "sqlite"
     found: dict[int, _Target] = {}
-    for key in _KEY_COLUMNS:
-        values = list({v for d in drafts if (v := d.get(key))})
+
+    def collect(sql: str, params: tuple[Any, ...]) -> None:
+        for row in conn.exec_driver_sql(sql, params):
+            if row[0] not in found:
+                found[row[0]] = _Target(row[0], dict(zip(_CANDIDATE_COLUMNS, row, strict=True)),
+                                        stored=True)
+
+    values_by_key = {key: list({v for d in drafts if (v := d.get(key))}) for key in _KEY_COLUMNS}
+    if not sqlite and len(drafts) <= _IN_CHUNK:
+        # One round trip: PostgreSQL combines the five index scans (BitmapOr).
+        present = [k for k in _KEY_COLUMNS if values_by_key[k]]
+        if present:
+            where = " OR ".join(f'"{k}" = ANY(%s)' for k in present)
+            collect(f"SELECT {columns} FROM lead WHERE ({where}) AND status != %s",
+                    (*(values_by_key[k] for k in present), LeadStatus.MERGED.value))
+        return found
+    for key, values in values_by_key.items():
         for start in range(0, len(values), _IN_CHUNK):
             chunk = values[start:start + _IN_CHUNK]
             if sqlite:
                 sql = (f'SELECT {columns} FROM lead WHERE "{key}" IN '
                        f'({", ".join("?" * len(chunk))}) AND status != ?')
-                params: tuple[Any, ...] = (*chunk, LeadStatus.MERGED.value)
+                collect(sql, (*chunk, LeadStatus.MERGED.value))
             else:
-                sql = f'SELECT {columns} FROM lead WHERE "{key}" = ANY(%s) AND status != %s'
-                params = (chunk, LeadStatus.MERGED.value)
-            for row in conn.exec_driver_sql(sql, params):
-                if row[0] not in found:
-                    found[row[0]] = _Target(row[0], dict(zip(_CANDIDATE_COLUMNS, row,
-                                                             strict=True)), stored=True)
+                collect(f'SELECT {columns} FROM lead WHERE "{key}" = ANY(%s) AND status != %s',
+                        (chunk, LeadStatus.MERGED.value))
     return found
 
 
@@ -396,6 +411,9 @@ def _insert_leads(
             do_not_contact=False, created_at=now, updated_at=now,
         )
         rows.append(row)
+    if len(rows) == 1 and session.get_bind().dialect.name == "postgresql":
+        # One round trip for the interactive path (API, webhook).
+        return {targets[0].id: bulk_insert(session, _lead, rows, returning_id=True)[0]}
     ids = _reserve_lead_ids(session, rows)
     for row, lead_id in zip(rows, ids, strict=True):
         row["id"] = lead_id
@@ -416,10 +434,9 @@ def _reserve_lead_ids(session: Session, rows: list[dict[str, Any]]) -> list[int]
         bulk_insert(session, _lead, rows[:1])
         first = session.execute(text("SELECT last_insert_rowid()")).scalar_one()
         return list(range(first, first + len(rows)))
-    seq = session.execute(select(func.pg_get_serial_sequence("lead", "id"))).scalar_one()
     return list(
         session.execute(
-            select(func.nextval(seq)).select_from(func.generate_series(1, len(rows)))
+            text("SELECT nextval('lead_id_seq') FROM generate_series(1, :n)"), {"n": len(rows)}
         ).scalars()
     )
 
@@ -479,10 +496,26 @@ def capture_retrying(
 ) -> CaptureResult:
     """:func:`capture_batch` for concurrent callers (API, webhooks).
 
-    Two deliveries of the same record can race: the loser hits the unique
-    (source, external_id) constraint. Its savepoint is rolled back and the batch captured
-    again, which now finds the winner's touchpoint and skips it: nothing is created twice.
+    Two deliveries of the same record can race. On PostgreSQL, small batches first take a
+    transaction-scoped advisory lock per (source, external_id), so the second delivery
+    waits and then skips. Otherwise the loser hits the unique (source, external_id)
+    constraint: its savepoint is rolled back and the batch captured again, which now finds
+    the winner's touchpoint and skips it. Either way nothing is created twice.
     """
+    if session.get_bind().dialect.name == "postgresql" and len(records) <= _LOCKED_BATCH:
+        # Cheaper than a savepoint on the hot webhook path: deliveries of one record wait
+        # for each other, and the later one finds the earlier one's touchpoint.
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM "
+                 "(SELECT DISTINCT hashtextextended(:source || chr(31) || e, 0) AS k "
+                 "FROM unnest(CAST(:ids AS text[])) AS e ORDER BY k) AS keys"),
+            {"source": source, "ids": [r.external_id for r in records]},
+        )
+        return capture_batch(
+            session=session, records=records, source=source, campaign_id=campaign_id,
+            now=now, thresholds=thresholds, actor_id=actor_id,
+        )
+    lock_for_writing(session)
     for attempt in range(3):
         try:
             with session.begin_nested():

@@ -24,6 +24,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
@@ -180,6 +181,12 @@ def _detect_field(header: str) -> str | None:
 
 
 def detect_mapping(headers: list[str]) -> dict[str, str]:
+    """Guess the canonical lead field of each header (see :func:`_detect_mapping`)."""
+    return dict(_detect_mapping(tuple(headers)))
+
+
+@lru_cache(maxsize=1024)
+def _detect_mapping(headers: tuple[str, ...]) -> dict[str, str]:
     """Guess the canonical lead field of each header.
 
     Returns ``{raw_header: field}`` for the headers that were recognised; unknown

@@ -367,16 +367,21 @@ def _enrich(
     if not wanting:
         return {}
     provider = provider or FirmographicTableProvider()
-    domains = {t.id: normalise.email_domain(t.fields.get("email")) for t in wanting}
-    by_key, by_domain = provider.lookup(
+    by_key, _ = provider.lookup(
         session=session,
-        company_keys={k for t in wanting if (k := t.fields.get("company_key"))},
-        domains={d for d in domains.values() if d},
+        company_keys={k for t in wanting if (k := t.fields.get("company_key"))}, domains=(),
+    )
+    # Email domains only for leads whose company did not match: one query fewer per
+    # webhook in the common case.
+    domains = {t.id: normalise.email_domain(t.fields.get("email")) for t in wanting
+               if t.fields.get("company_key") not in by_key}
+    _, by_domain = provider.lookup(
+        session=session, company_keys=(), domains={d for d in domains.values() if d},
     )
     filled: dict[int, dict[str, Any]] = {}
     for target in wanting:
         facts = facts_for(company_key=target.fields.get("company_key"),
-                          domain=domains[target.id], by_key=by_key, by_domain=by_domain)
+                          domain=domains.get(target.id), by_key=by_key, by_domain=by_domain)
         if facts is None:
             continue
         gained = {

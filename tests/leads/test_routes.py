@@ -170,3 +170,16 @@ def test_urlencoded_form_posts_work(client: TestClient, session: Session) -> Non
 
 def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_team_lead_cannot_undo_a_merge_outside_the_team(client: TestClient, api_token) -> None:  # type: ignore[no-untyped-def]
+    manager = api_token(Role.MANAGER)
+    a = client.post("/api/v1/leads", json={"name": "周杰", "phone": "13500000001"},
+                    headers=manager).json()
+    b = client.post("/api/v1/leads", json={"name": "周杰伦", "email": "z@x.cn"},
+                    headers=manager).json()
+    merge = client.post("/api/v1/leads/merge", json={"lead_ids": [a["lead_id"], b["lead_id"]]},
+                        headers=manager).json()
+    lead = api_token(Role.TEAM_LEAD, team="东区")
+    assert client.post(f"/api/v1/merges/{merge['id']}/undo", headers=lead).status_code == 404
+    assert client.post(f"/api/v1/merges/{merge['id']}/undo", headers=manager).status_code == 204

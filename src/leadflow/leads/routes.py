@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from leadflow import clock
 from leadflow.campaigns import service as campaigns_service
 from leadflow.cleaning import service as cleaning_service
+from leadflow.cleaning.models import LeadMerge
 from leadflow.cleaning.rules import MatchThresholds
 from leadflow.config import get_settings
 from leadflow.deps import CurrentUser, SessionDep, require
+from leadflow.errors import NotFound
 from leadflow.leads import forms
 from leadflow.leads import service as leads_service
 from leadflow.leads.capture import CaptureResult, Outcome, capture_retrying
@@ -164,6 +166,11 @@ def merge_leads(body: MergeIn, session: SessionDep, user: Merger) -> MergeOut:
 
 @router.post("/merges/{merge_id}/undo", status_code=204)
 def undo_merge(merge_id: int, session: SessionDep, user: Merger) -> None:
-    """Undo a merge: both leads come back as they were."""
+    """Undo a merge: both leads come back as they were (both must be visible to you)."""
+    merge = session.get(LeadMerge, merge_id)
+    if merge is None:
+        raise NotFound(f"merge {merge_id} not found")
+    for lead_id in (merge.survivor_id, merge.merged_id):
+        leads_service.get_lead(session=session, user=user, lead_id=lead_id)
     cleaning_service.undo_merge(session=session, merge_id=merge_id, actor_id=user.id,
                                 now=clock.now())

@@ -165,7 +165,8 @@ def capture_batch(
 ) -> CaptureResult:
     """Capture ``records`` from ``source``; flushes, the caller commits.
 
-    1. Clean each record; invalid ones become rejects with field and reason.
+    0. On SQLite, take the write lock first: what is read below must still hold at write.
+    1. Clean each record (unless a prepare stage did); invalid ones become rejects.
     2. Skip records whose (source, external_id) is already a touchpoint (retries, re-runs).
     3. Load stored candidates sharing an exact or blocking key, in a few indexed queries.
     4. In file order, match each record against stored candidates and the leads this batch

@@ -166,6 +166,8 @@ def test_urlencoded_form_posts_work(client: TestClient, session: Session) -> Non
         "content-type": "application/x-www-form-urlencoded"})
     assert resp.status_code == 200, resp.text
     assert resp.json()["external_id"] == "42"
+    lead = session.scalars(select(Lead)).one()
+    assert lead.custom_fields == {}  # the submission id is the identity, not a custom field
 
 
 def test_healthz(client: TestClient) -> None:

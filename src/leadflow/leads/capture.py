@@ -29,6 +29,7 @@ from leadflow.cleaning.rules import (
     MatchRecord,
     MatchResult,
     MatchThresholds,
+    MergeOutcome,
     best_match,
     blocking_keys,
     survivorship,
@@ -207,8 +208,9 @@ def capture_batch(
     for target in stored.values():
         _index_target(index, target)
     new_targets: list[_Target] = []
-    assignments: list[tuple[int, IncomingRecord, dict[str, Any], _Target, MatchResult | None]]
-    assignments = []
+    # (input position, record, target lead, match, what survivorship changed) per record.
+    assignments: list[tuple[int, IncomingRecord, _Target, MatchResult | None,
+                            MergeOutcome | None]] = []
     for i, rec, fields in accepted:
         candidates = _candidates(index, fields)
         match = (
@@ -220,16 +222,14 @@ def capture_batch(
             target = _Target(_PROVISIONAL + len(new_targets), dict(fields), stored=False)
             new_targets.append(target)
             _index_target(index, target)
-            assignments.append((i, rec, fields, target, None))
+            assignments.append((i, rec, target, None, None))
             continue
         target = next(c for c in candidates if c.id == match.lead_id)
         outcome = survivorship(target.fields, fields)
         if outcome.filled:
             target.fill(outcome.filled)
             _index_target(index, target)
-        assignments.append((i, rec, fields, target, match))
-        fields["_conflicts"] = outcome.conflicts
-        fields["_filled"] = sorted(outcome.filled)
+        assignments.append((i, rec, target, match, outcome))
 
     enriched = _enrich(session, new_targets, provider)
     real_ids = _insert_leads(session, new_targets, source, campaign_id, now)
@@ -237,7 +237,7 @@ def capture_batch(
 
     touch_rows: list[dict[str, Any]] = []
     activity_rows: list[dict[str, Any]] = []
-    for i, rec, fields, target, match in assignments:
+    for i, rec, target, match, changes in assignments:
         lead_id = real_ids.get(target.id, target.id)
         meta: dict[str, Any] = {}
         if match is None:
@@ -251,7 +251,7 @@ def capture_batch(
             slots[i] = RecordResult(rec.external_id, Outcome.MERGED, lead_id, match)
             meta["match"] = {"keys": list(match.keys), "similarity": match.similarity}
             activity_rows.append(
-                _merge_activity(lead_id, rec, source, match, fields, now, actor_id)
+                _merge_activity(lead_id, rec, source, match, changes, now, actor_id)
             )
         touch_rows.append(
             {
@@ -467,11 +467,12 @@ def _merge_activity(
     rec: IncomingRecord,
     source: str,
     match: MatchResult,
-    fields: dict[str, Any],
+    outcome: MergeOutcome | None,
     now: datetime,
     actor_id: int | None,
 ) -> dict[str, Any]:
-    conflicts = {k: [str(a), str(b)] for k, (a, b) in fields.get("_conflicts", {}).items()}
+    outcome = outcome or MergeOutcome()
+    conflicts = {k: [str(a), str(b)] for k, (a, b) in outcome.conflicts.items()}
     return {
         "lead_id": lead_id,
         "kind": ActivityKind.MERGED.value,
@@ -484,7 +485,7 @@ def _merge_activity(
             "external_id": rec.external_id,
             "keys": list(match.keys),
             "similarity": match.similarity,
-            "filled": fields.get("_filled", []),
+            "filled": sorted(outcome.filled),
             "conflicts": conflicts,
         },
     }

@@ -89,6 +89,8 @@ def receive(
            for k, v in data.items()}
     mapping = {**files.detect_mapping(list(raw)), **form.field_mapping}
     record = files.apply_mapping(raw, mapping)
+    for key in _ID_KEYS:  # the identity lives on the touchpoint, not in custom fields
+        record.pop(f"custom:{key}", None)
     incoming = IncomingRecord(external_id=external_id[:128], record=record, raw=data)
     return capture_retrying(
         session=session, records=[incoming], source=form.source, campaign_id=form.campaign_id,

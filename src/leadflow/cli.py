@@ -5,23 +5,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import select
 
-from leadflow import clock
+from leadflow import clock, terminal
 from leadflow.campaigns import service as campaigns_service
 from leadflow.campaigns.models import Channel
 from leadflow.campaigns.schemas import CampaignCreate
 from leadflow.db import session_scope
-from leadflow.errors import DomainError, PermissionDenied
+from leadflow.errors import DomainError
+from leadflow.scoring.cli import scoring_app
 from leadflow.users import service as users_service
 from leadflow.users.models import Role, Segment, Team, TeamKind, User
-from leadflow.users.rules import Permission, has_permission
+from leadflow.users.rules import Permission
 
 app = typer.Typer(help="leadflow: lead-to-cash for online sales teams.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -37,38 +37,12 @@ app.add_typer(teams_app, name="teams")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(enrich_app, name="enrich")
 app.add_typer(forms_app, name="forms")
+app.add_typer(scoring_app, name="scoring")
 
-console = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-
-
-def _emit(data: dict[str, Any], as_json: bool, title: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
-        return
-    table = Table(title=title, show_header=False)
-    for key, value in data.items():
-        table.add_row(str(key), str(value))
-    Console().print(table)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
-
-
-def _actor(session: Any, email: str | None, permission: Permission | None = None) -> User | None:
-    if email is None:
-        if permission is not None:
-            _fail(f"--user EMAIL is required: this needs the {permission} permission")
-        return None
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        _fail(f"no user {email}")
-    assert user is not None
-    if permission is not None and not has_permission(user.role, permission):
-        raise PermissionDenied(f"{email} ({user.role}) may not {permission}")
-    return user
+console = terminal.console
+JsonOpt = terminal.JsonOpt
+_emit, _fail, _actor = terminal.emit, terminal.fail, terminal.acting_user
+_progress = terminal.progress
 
 
 @db_app.command("upgrade")
@@ -198,14 +172,6 @@ def campaigns_list(as_json: JsonOpt = False) -> None:
     Console().print(table)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
-        transient=False,
-    )
-
-
 @app.command("import")
 def import_cmd(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
@@ -244,6 +210,11 @@ def import_cmd(
         )
     data = summary.as_dict()
     data["seconds"] = round(time.perf_counter() - started, 3)
+    from leadflow.scoring import jobs as scoring_jobs
+
+    scored = scoring_jobs.rescore_import(job_id=summary.job_id, now=clock.now())
+    data["scored"] = scored.leads
+    data["new_mqls"] = scored.new_mqls
     _emit(data, as_json, f"import of {file.name}")
 
 

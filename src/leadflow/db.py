@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -167,6 +167,22 @@ def _converter(column: Any, sqlite: bool) -> Any:
     return None
 
 
+def _driver_tuples(
+    table: Table, rows: list[dict[str, Any]], names: list[str], sqlite: bool
+) -> list[tuple[Any, ...]]:
+    """Rows as the driver takes them, converted by column kind (JSON, UTC datetime)."""
+    columns = [table.c[name] for name in names]
+    getter = itemgetter(*names)
+    converting = [(i, conv) for i, c in enumerate(columns) if (conv := _converter(c, sqlite))]
+    tuples: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(getter(row)) if len(names) > 1 else [getter(row)]
+        for i, conv in converting:
+            values[i] = conv(values[i])
+        tuples.append(tuple(values))
+    return tuples
+
+
 def bulk_insert(
     session: Session, table: Table, rows: list[dict[str, Any]], *, returning_id: bool = False
 ) -> list[int]:
@@ -180,17 +196,9 @@ def bulk_insert(
     if not rows:
         return []
     names = list(rows[0])
-    columns = [table.c[name] for name in names]
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
-    getter = itemgetter(*names)
-    converting = [(i, conv) for i, c in enumerate(columns) if (conv := _converter(c, sqlite))]
-    tuples: list[Any] = []
-    for row in rows:
-        values = list(getter(row)) if len(names) > 1 else [getter(row)]
-        for i, conv in converting:
-            values[i] = conv(values[i])
-        tuples.append(tuple(values))
+    tuples = _driver_tuples(table, rows, names, sqlite)
     col_list = ", ".join(f'"{n}"' for n in names)
     if sqlite:
         marks = ", ".join("?" * len(names))
@@ -213,3 +221,77 @@ def bulk_insert(
             for values in tuples:
                 copy.write_row(values)
     return []
+
+
+def bulk_upsert(
+    session: Session, table: Table, columns: Mapping[str, Sequence[Any]], *, key: str,
+    update_only: bool = False, keep_existing: Collection[str] = (),
+) -> None:
+    """Insert many rows given as columns, or overwrite the rows whose ``key`` already exists.
+
+    SQLite: ``executemany`` of ``INSERT … ON CONFLICT DO UPDATE``. PostgreSQL: ``COPY`` into
+    a temporary table, then one set-based ``INSERT … ON CONFLICT`` (or, with
+    ``update_only``, one ``UPDATE … FROM``) — per-row statements cost several times more.
+    ``update_only`` skips keys that are not there yet (a plain UPDATE). Columns named in
+    ``keep_existing`` keep a stored non-null value (first-time facts such as ``mql_at``).
+    Values must be plain Python (``ndarray.tolist()``), not numpy scalars.
+    """
+    names = list(columns)
+    n = len(columns[key])
+    if n == 0:
+        return
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    converted: list[Sequence[Any]] = []
+    for name in names:
+        conv = _converter(table.c[name], sqlite)
+        converted.append([conv(v) for v in columns[name]] if conv else columns[name])
+    col_list = ", ".join(f'"{c}"' for c in names)
+    changed = [c for c in names if c != key]
+
+    def assignment(c: str, new: str) -> str:
+        if c in keep_existing:
+            return f'"{c}" = COALESCE("{table.name}"."{c}", {new}."{c}")'
+        return f'"{c}" = {new}."{c}"'
+
+    if sqlite:
+        if update_only:
+            sets = ", ".join(f'"{c}" = ?' for c in changed)
+            order = [names.index(c) for c in [*changed, key]]
+            conn.exec_driver_sql(
+                f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = ?',
+                list(zip(*(converted[i] for i in order), strict=True)),
+            )
+            return
+        marks = ", ".join("?" * len(names))
+        sets = ", ".join(assignment(c, "excluded") for c in changed)
+        conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({col_list}) VALUES ({marks}) '
+            f'ON CONFLICT ("{key}") DO UPDATE SET {sets}', list(zip(*converted, strict=True)),
+        )
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    # Only the given columns, without the table's NOT NULL constraints; one per column set.
+    staging = f"staging_{table.name}_{len(names)}_{abs(hash(col_list)) % 10**8}"
+    with raw.cursor() as cur:
+        cur.execute(
+            f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" ON COMMIT DROP AS '
+            f'SELECT {col_list} FROM "{table.name}" WITH NO DATA'
+        )
+        cur.execute(f'TRUNCATE "{staging}"')
+        with cur.copy(f'COPY "{staging}" ({col_list}) FROM STDIN') as copy:
+            for values in zip(*converted, strict=True):
+                copy.write_row(values)
+        if update_only:
+            sets = ", ".join(f'"{c}" = s."{c}"' for c in changed)
+            cur.execute(
+                f'UPDATE "{table.name}" t SET {sets} FROM "{staging}" s '
+                f'WHERE t."{key}" = s."{key}"'
+            )
+        else:
+            sets = ", ".join(assignment(c, "EXCLUDED") for c in changed)
+            cur.execute(
+                f'INSERT INTO "{table.name}" ({col_list}) SELECT {col_list} FROM "{staging}" '
+                f'ON CONFLICT ("{key}") DO UPDATE SET {sets}'
+            )

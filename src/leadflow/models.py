@@ -4,6 +4,7 @@ from leadflow.audit.models import AuditEntry
 from leadflow.campaigns.models import Campaign
 from leadflow.cleaning.models import Firmographic, LeadMerge
 from leadflow.db import Base
+from leadflow.events.models import OutboxEvent
 from leadflow.leads.models import (
     Activity,
     FormEndpoint,
@@ -12,6 +13,7 @@ from leadflow.leads.models import (
     Lead,
     Touchpoint,
 )
+from leadflow.scoring.models import GradeFlag, LeadScore, ScoringModel, ScoringRuleset
 from leadflow.users.models import ApiToken, Team, User
 
 __all__ = [
@@ -22,10 +24,15 @@ __all__ = [
     "Campaign",
     "Firmographic",
     "FormEndpoint",
+    "GradeFlag",
     "ImportJob",
     "ImportReject",
     "Lead",
     "LeadMerge",
+    "LeadScore",
+    "OutboxEvent",
+    "ScoringModel",
+    "ScoringRuleset",
     "Team",
     "Touchpoint",
     "User",

@@ -37,6 +37,7 @@ from leadflow.cleaning.rules import (
 from leadflow.db import bulk_insert, lock_for_writing
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touchpoint
 from leadflow.leads.rules import CleanRecord, clean_record
+from leadflow.scoring import batch as scoring_batch
 
 _lead = cast(Table, Lead.__table__)
 _touch = cast(Table, Touchpoint.__table__)
@@ -501,7 +502,32 @@ def capture_retrying(
     thresholds: MatchThresholds,
     actor_id: int | None = None,
 ) -> CaptureResult:
-    """:func:`capture_batch` for concurrent callers (API, webhooks).
+    """Capture for concurrent callers (API, webhooks), then score the leads it touched.
+
+    Scoring in the request means a hot lead has its grade (and, past the MQL line, its
+    routing event) before the webhook answers.
+    """
+    result = _capture_retrying(
+        session=session, records=records, source=source, campaign_id=campaign_id, now=now,
+        thresholds=thresholds, actor_id=actor_id,
+    )
+    touched = [r.lead_id for r in result.results
+               if r.lead_id is not None and r.outcome in (Outcome.CREATED, Outcome.MERGED)]
+    scoring_batch.rescore_leads(session=session, lead_ids=touched, now=now, actor_id=actor_id)
+    return result
+
+
+def _capture_retrying(
+    *,
+    session: Session,
+    records: Sequence[IncomingRecord],
+    source: str,
+    campaign_id: int | None,
+    now: datetime,
+    thresholds: MatchThresholds,
+    actor_id: int | None = None,
+) -> CaptureResult:
+    """:func:`capture_batch` made safe against concurrent deliveries of the same record.
 
     Two deliveries of the same record can race. On PostgreSQL, small batches first take a
     transaction-scoped advisory lock per (source, external_id), so the second delivery

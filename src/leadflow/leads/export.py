@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from leadflow.campaigns.models import Campaign
 from leadflow.leads import files
-from leadflow.leads.models import Touchpoint
+from leadflow.leads.models import Lead, Touchpoint
 from leadflow.leads.service import LeadFilter, apply_filter, visible_leads
+from leadflow.scoring.models import LeadScore
 from leadflow.users.models import User
 
 
@@ -25,8 +26,9 @@ class ExportKind(StrEnum):
 
 LEAD_COLUMNS = ("id", "name", "phone", "email", "wechat_id", "title", "company", "industry",
                 "headcount", "region", "province", "city", "address", "postcode",
-                "product_interest", "status", "owner_id", "source", "campaign_id", "grade",
+                "product_interest", "status", "owner_id", "source", "campaign_id",
                 "consent", "do_not_contact", "created_at")
+SCORE_COLUMNS = ("grade", "score", "fit", "engagement", "probability")
 TOUCHPOINT_COLUMNS = ("source", "external_id", "lead_id", "campaign", "campaign_id",
                       "received_at", "import_job_id")
 
@@ -40,13 +42,17 @@ def export(
     if flt is not None:
         lead_ids = apply_filter(lead_ids, flt)
     if kind is ExportKind.LEADS:
-        stmt = lead_ids.order_by("id").execution_options(yield_per=5000)
+        stmt = (
+            lead_ids.add_columns(*(getattr(LeadScore, c) for c in SCORE_COLUMNS))
+            .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+            .order_by(Lead.id).execution_options(yield_per=5000)
+        )
 
         def lead_rows() -> Iterator[list[object]]:
-            for lead in session.scalars(stmt):
-                yield [_cell(getattr(lead, c)) for c in LEAD_COLUMNS]
+            for lead, *score in session.execute(stmt):
+                yield [*(_cell(getattr(lead, c)) for c in LEAD_COLUMNS), *score]
 
-        return files.write_rows(path, list(LEAD_COLUMNS), lead_rows(), fmt=fmt)
+        return files.write_rows(path, [*LEAD_COLUMNS, *SCORE_COLUMNS], lead_rows(), fmt=fmt)
     visible = lead_ids.with_only_columns(lead_ids.selected_columns.id)
     tstmt = (
         select(Touchpoint.source, Touchpoint.external_id, Touchpoint.lead_id, Campaign.name,

@@ -37,6 +37,38 @@ class ActivityKind(StrEnum):
     NOTE = "note"
     ASSIGNED = "assigned"
     STATUS_CHANGED = "status_changed"
+    # What the lead does: engagement, scored with decay (see scoring.rules).
+    FORM_SUBMITTED = "form_submitted"
+    EMAIL_OPENED = "email_opened"
+    EMAIL_CLICKED = "email_clicked"
+    CONTENT_READ = "content_read"
+    WEB_VISIT = "web_visit"
+    WEBINAR_ATTENDED = "webinar_attended"
+    COMMUNITY_CLASS = "community_class"
+    PAID_CONSULTATION = "paid_consultation"
+    GIFT_CLAIMED = "gift_claimed"
+    REPLIED = "replied"
+    MEETING_BOOKED = "meeting_booked"
+    EMAIL_BOUNCED = "email_bounced"
+    UNSUBSCRIBED = "unsubscribed"
+    NOT_INTERESTED = "not_interested"
+    # What scoring concluded.
+    GRADE_CHANGED = "grade_changed"
+    MQL_REACHED = "mql_reached"
+    GRADE_FLAGGED = "grade_flagged"
+
+
+# Activities a lead does itself (as opposed to what the system or a rep does to it).
+ENGAGEMENT_KINDS: frozenset[ActivityKind] = frozenset(
+    {
+        ActivityKind.CAPTURED, ActivityKind.FORM_SUBMITTED, ActivityKind.EMAIL_OPENED,
+        ActivityKind.EMAIL_CLICKED, ActivityKind.CONTENT_READ, ActivityKind.WEB_VISIT,
+        ActivityKind.WEBINAR_ATTENDED, ActivityKind.COMMUNITY_CLASS,
+        ActivityKind.PAID_CONSULTATION, ActivityKind.GIFT_CLAIMED, ActivityKind.REPLIED,
+        ActivityKind.MEETING_BOOKED, ActivityKind.EMAIL_BOUNCED, ActivityKind.UNSUBSCRIBED,
+        ActivityKind.NOT_INTERESTED,
+    }
+)
 
 
 class Lead(Base):
@@ -71,8 +103,6 @@ class Lead(Base):
     team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
     source: Mapped[str | None] = mapped_column(String(40))
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id"), index=True)
-    grade: Mapped[str | None] = mapped_column(String(4))
-    score: Mapped[float | None]
     # Blocking keys for fuzzy dedup: candidates are looked up by these, never by all pairs.
     key_name_company: Mapped[str | None] = mapped_column(String(240), index=True)
     key_name_place: Mapped[str | None] = mapped_column(String(240), index=True)
@@ -114,6 +144,10 @@ class Activity(Base):
     channel: Mapped[str | None] = mapped_column(String(24))
     summary: Mapped[str] = mapped_column(Text, default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # A measure scoring reads without parsing ``detail``: minutes read, amount paid.
+    value: Mapped[float | None]
+    # What it was about: the page visited, the email or webinar, the class.
+    ref: Mapped[str | None] = mapped_column(String(300))
 
 
 class ImportStatus(StrEnum):

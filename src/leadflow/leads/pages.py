@@ -35,6 +35,7 @@ from leadflow.leads import export as lead_export
 from leadflow.leads import files, imports
 from leadflow.leads import service as leads_service
 from leadflow.leads.models import ImportJob, ImportReject, ImportStatus, LeadStatus
+from leadflow.scoring import jobs as scoring_jobs
 from leadflow.users.models import User
 from leadflow.users.rules import Permission
 from leadflow.web.render import N_, flash, is_htmx, render
@@ -368,6 +369,7 @@ def _run_import(job_id: int) -> None:
     """Thread body: run the job; a failure is already recorded on the job, so just log it."""
     try:
         imports.run_job(job_id)
+        scoring_jobs.rescore_import(job_id=job_id, now=clock.now())
     except Exception:
         log.exception("import job %s failed", job_id)
 

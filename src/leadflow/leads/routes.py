@@ -17,7 +17,7 @@ from leadflow.errors import NotFound
 from leadflow.leads import forms
 from leadflow.leads import service as leads_service
 from leadflow.leads.capture import CaptureResult, Outcome, capture_retrying
-from leadflow.leads.models import LeadStatus
+from leadflow.leads.models import Lead, LeadStatus
 from leadflow.leads.schemas import (
     BatchOut,
     CaptureOut,
@@ -32,6 +32,7 @@ from leadflow.leads.schemas import (
     TimelineRead,
     TouchpointRead,
 )
+from leadflow.scoring.models import LeadScore
 from leadflow.users.models import User
 from leadflow.users.rules import Permission
 
@@ -43,6 +44,13 @@ Merger = Annotated[User, Depends(require(Permission.LEADS_MERGE))]
 def thresholds() -> MatchThresholds:
     """Dedup thresholds from settings."""
     return MatchThresholds(merge=get_settings().match_threshold)
+
+
+def _read(lead: Lead, score: LeadScore | None) -> LeadRead:
+    read = LeadRead.model_validate(lead)
+    if score is not None:
+        read.grade, read.score = score.grade, score.score
+    return read
 
 
 def _outputs(result: CaptureResult) -> list[CaptureOut]:
@@ -136,7 +144,7 @@ def list_leads(
     flt = leads_service.LeadFilter(q=q, status=status, campaign_id=campaign_id, source=source)
     result = leads_service.list_leads(session=session, user=user, flt=flt, page=page,
                                       per_page=per_page)
-    return LeadListOut(items=[LeadRead.model_validate(x) for x in result.items],
+    return LeadListOut(items=[_read(x, result.scores.get(x.id)) for x in result.items],
                        total=result.total, page=result.page, per_page=result.per_page)
 
 
@@ -145,7 +153,7 @@ def get_lead(lead_id: int, session: SessionDep, user: CurrentUser) -> LeadDetail
     """A lead with its touchpoints and timeline."""
     lead = leads_service.get_lead(session=session, user=user, lead_id=lead_id)
     return LeadDetail(
-        lead=LeadRead.model_validate(lead),
+        lead=_read(lead, session.get(LeadScore, lead.id)),
         touchpoints=[TouchpointRead.model_validate(t)
                      for t in leads_service.touchpoints(session=session, lead_id=lead.id)],
         timeline=[TimelineRead(at=e.at, kind=e.kind, summary=e.summary, detail=e.detail)

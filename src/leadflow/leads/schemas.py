@@ -138,7 +138,9 @@ class LeadRead(BaseModel):
     owner_id: int | None
     source: str | None
     campaign_id: int | None
-    grade: str | None
+    # From the lead's stored score (scoring); absent until it is first scored.
+    grade: str | None = None
+    score: float | None = None
     merged_into_id: int | None
     created_at: datetime
     updated_at: datetime

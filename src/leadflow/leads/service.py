@@ -13,6 +13,7 @@ from leadflow.campaigns.models import Campaign
 from leadflow.cleaning import normalise
 from leadflow.errors import NotFound
 from leadflow.leads.models import Activity, Lead, LeadStatus, Touchpoint
+from leadflow.scoring.models import LeadScore
 from leadflow.users.models import User
 from leadflow.users.rules import LeadScope, lead_scope
 
@@ -40,6 +41,7 @@ class LeadFilter:
     campaign_id: int | None = None
     source: str | None = None
     owner_id: int | None = None
+    grade: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class LeadPage:
     total: int
     page: int
     per_page: int
+    scores: dict[int, LeadScore]
 
     @property
     def pages(self) -> int:
@@ -67,6 +70,9 @@ def apply_filter(stmt: Select[Lead], flt: LeadFilter) -> Select[Lead]:
         stmt = stmt.where(Lead.source == flt.source)
     if flt.owner_id:
         stmt = stmt.where(Lead.owner_id == flt.owner_id)
+    if flt.grade:
+        graded = select(LeadScore.lead_id).where(LeadScore.grade == flt.grade)
+        stmt = stmt.where(Lead.id.in_(graded))
     if flt.q:
         q = flt.q.strip()
         like = f"%{q}%"
@@ -97,7 +103,9 @@ def list_leads(
             stmt.order_by(Lead.id.desc()).offset((page - 1) * per_page).limit(per_page)
         )
     )
-    return LeadPage(items, total, page, per_page)
+    scores = {s.lead_id: s for s in session.scalars(
+        select(LeadScore).where(LeadScore.lead_id.in_([lead.id for lead in items])))}
+    return LeadPage(items, total, page, per_page, scores)
 
 
 def get_lead(*, session: Session, user: User, lead_id: int) -> Lead:

@@ -22,6 +22,8 @@ class Permission(StrEnum):
     USERS_MANAGE = "users.manage"
     ENRICH_LOAD = "enrich.load"
     FORMS_MANAGE = "forms.manage"
+    SCORING_MANAGE = "scoring.manage"
+    SCORING_READ = "scoring.read"
 
 
 _P = Permission
@@ -29,18 +31,23 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.MANAGER: frozenset(
         {_P.LEADS_READ_ALL, _P.LEADS_CAPTURE, _P.LEADS_IMPORT, _P.LEADS_MERGE, _P.LEADS_EXPORT,
-         _P.CAMPAIGNS_READ, _P.CAMPAIGNS_MANAGE, _P.ENRICH_LOAD, _P.FORMS_MANAGE}
+         _P.CAMPAIGNS_READ, _P.CAMPAIGNS_MANAGE, _P.ENRICH_LOAD, _P.FORMS_MANAGE,
+         _P.SCORING_READ}
     ),
     Role.TEAM_LEAD: frozenset(
-        {_P.LEADS_READ_TEAM, _P.LEADS_CAPTURE, _P.LEADS_MERGE, _P.CAMPAIGNS_READ}
+        {_P.LEADS_READ_TEAM, _P.LEADS_CAPTURE, _P.LEADS_MERGE, _P.CAMPAIGNS_READ,
+         _P.SCORING_READ}
     ),
     Role.REP: frozenset({_P.LEADS_READ_OWN, _P.LEADS_CAPTURE, _P.CAMPAIGNS_READ}),
     Role.PRESALES: frozenset({_P.LEADS_READ_OWN, _P.LEADS_CAPTURE, _P.CAMPAIGNS_READ}),
     Role.MARKETER: frozenset(
         {_P.LEADS_READ_ALL, _P.LEADS_CAPTURE, _P.LEADS_IMPORT, _P.LEADS_EXPORT,
-         _P.CAMPAIGNS_READ, _P.CAMPAIGNS_MANAGE, _P.ENRICH_LOAD, _P.FORMS_MANAGE}
+         _P.CAMPAIGNS_READ, _P.CAMPAIGNS_MANAGE, _P.ENRICH_LOAD, _P.FORMS_MANAGE,
+         _P.SCORING_READ}
     ),
-    Role.ANALYST: frozenset({_P.LEADS_READ_ALL, _P.LEADS_EXPORT, _P.CAMPAIGNS_READ}),
+    Role.ANALYST: frozenset(
+        {_P.LEADS_READ_ALL, _P.LEADS_EXPORT, _P.CAMPAIGNS_READ, _P.SCORING_READ}
+    ),
 }
 
 

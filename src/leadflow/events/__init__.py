@@ -1,0 +1,1 @@
+"""Outbox events: state changes other domains react to, written in the same transaction."""

@@ -1,0 +1,1 @@
+"""Scoring and grading: fit rules, engagement with decay, a learned model, grades and MQL."""

@@ -1,0 +1,163 @@
+"""Long scoring jobs: re-score every lead in batches, train the model from the database.
+
+Each batch commits on its own: re-scoring is idempotent, so a job killed half way is simply
+run again (leads already done are rewritten with the same values).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import cast
+
+import pandas as pd
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from leadflow.db import session_scope
+from leadflow.errors import DomainError
+from leadflow.leads.models import Lead, LeadStatus, Touchpoint
+from leadflow.scoring import batch, learning
+from leadflow.scoring import service as scoring_service
+from leadflow.scoring.facts import MODEL_COLUMNS, add_counts, read_batch
+from leadflow.scoring.models import ScoringModel
+from leadflow.scoring.rules import engagement_scores
+from leadflow.scoring.schemas import RulesetDocument
+
+Progress = Callable[[int, int], None]
+
+
+def _chunks(session: Session, ids: Sequence[int] | None, size: int) -> list[dict[str, object]]:
+    if ids is not None:
+        ordered = sorted(set(ids))
+        return [{"ids": ordered[i:i + size]} for i in range(0, len(ordered), size)]
+    low, high = session.execute(select(func.min(Lead.id), func.max(Lead.id))).one()
+    if low is None:
+        return []
+    return [{"id_range": (start, start + size)} for start in range(low, high + 1, size)]
+
+
+def rescore_all(
+    *, now: datetime, ids: Sequence[int] | None = None, chunk_size: int = 50_000,
+    progress: Progress | None = None,
+) -> batch.RescoreSummary:
+    """Re-score every live lead (or ``ids``) with the rule set and model in force.
+
+    1. Read a chunk of leads and their events as columns (ages computed in SQL).
+    2. Engagement, fit, the model's probabilities, score, grade and overrides as arrays.
+    3. Upsert the chunk's scores in one statement; grade changes and MQL crossings become
+       timeline activities, and crossings outbox events, in the same transaction.
+    """
+    started = time.perf_counter()
+    summary = batch.RescoreSummary()
+    with session_scope() as session:
+        ruleset = scoring_service.current_ruleset(session=session)
+        model = scoring_service.active_model(session=session)
+        chunks = _chunks(session, ids, chunk_size)
+        total = len(ids) if ids is not None else (session.scalar(
+            select(func.count()).select_from(Lead).where(Lead.status != LeadStatus.MERGED)
+        ) or 0)
+    summary.ruleset_version = ruleset.version
+    summary.model_id = model[0] if model else None
+    for chunk in chunks:
+        with session_scope() as session:
+            batch.score_chunk(session, chunk, ruleset, model, now, summary)
+        if progress:
+            progress(summary.leads, total)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def rescore_import(
+    *, job_id: int, now: datetime, progress: Progress | None = None
+) -> batch.RescoreSummary:
+    """Score the leads an import created or merged into (the step after the import)."""
+    with session_scope() as session:
+        ids = list(session.scalars(
+            select(Touchpoint.lead_id).where(Touchpoint.import_job_id == job_id).distinct()
+        ))
+    return rescore_all(now=now, ids=ids, progress=progress)
+
+
+# --- training from the database -------------------------------------------------------------
+
+TARGET = "converted"
+
+
+class NotEnoughHistory(DomainError):
+    """Too few known outcomes to learn from: scores stay on the rules (cold start)."""
+
+    status_code = 409
+
+
+def training_frame(
+    *, now: datetime, window_days: int, chunk_size: int = 50_000,
+) -> pd.DataFrame:
+    """Leads with a known outcome, their model features and ``converted`` (1/0).
+
+    Converted leads are 1; disqualified leads, and leads older than the outcome window that
+    never converted, are 0; younger open leads have no outcome yet and are left out.
+    """
+    cutoff = now - timedelta(days=window_days)
+    frames: list[pd.DataFrame] = []
+    with session_scope() as session:
+        chunks = _chunks(session, None, chunk_size)
+    for chunk in chunks:
+        with session_scope() as session:
+            batch = read_batch(session=session, now=now, **chunk)  # type: ignore[arg-type]
+            if not len(batch.frame):
+                continue
+            _, counts = engagement_scores(RulesetDocument().engagement, batch.events,
+                                          len(batch.frame))
+            frame = add_counts(batch.frame, counts)
+            low, high = cast(tuple[int, int], chunk["id_range"])
+            old = {int(i) for (i,) in session.execute(
+                text("SELECT id FROM lead WHERE id >= :low AND id < :high "
+                     "AND created_at < :cutoff"),
+                {"low": low, "high": high, "cutoff": _param(session, cutoff)})}
+        status = frame["status"].astype(str)
+        converted = status == LeadStatus.CONVERTED.value
+        lost = (status == LeadStatus.DISQUALIFIED.value) | frame["lead_id"].isin(old)
+        known = converted | lost
+        part = frame.loc[known, ["lead_id", *MODEL_COLUMNS]].copy()
+        part[TARGET] = converted[known].astype(int).to_numpy()
+        frames.append(part)
+    if not frames:
+        return pd.DataFrame(columns=["lead_id", *MODEL_COLUMNS, TARGET])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _param(session: Session, value: datetime) -> object:
+    if session.get_bind().dialect.name == "sqlite":
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def train_from_database(
+    *, now: datetime, actor_id: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ScoringModel:
+    """Train on the leads' own history and make the model score the leads.
+
+    Refuses (:class:`NotEnoughHistory`) below the rule set's cold-start minimums, so scores
+    stay on the rules until there is enough to learn from.
+    """
+    with session_scope() as session:
+        config = scoring_service.current_ruleset(session=session).document.model
+    frame = training_frame(now=now, window_days=config.outcome_window_days)
+    outcomes, positives = len(frame), int(frame[TARGET].sum()) if len(frame) else 0
+    if outcomes < config.min_outcomes or positives < config.min_positive:
+        raise NotEnoughHistory(
+            f"only {outcomes} leads with a known outcome ({positives} converted); the model "
+            f"joins at {config.min_outcomes} outcomes with {config.min_positive} converted — "
+            "until then grades come from the rules alone"
+        )
+    result = learning.train(frame, target=TARGET, id_column="lead_id", progress=progress)
+    with session_scope() as session:
+        row = scoring_service.store_model(
+            session=session, result=result, source="database", target=TARGET,
+            id_column="lead_id", activate=True, actor_id=actor_id, now=now,
+        )
+        session.expunge(row)
+    return row

@@ -1,0 +1,471 @@
+"""Scoring decisions: fit from the ideal customer profile, engagement with decay, the grade.
+
+Pure: no session, no clock (``now`` is passed in). Each decision exists twice, for one lead
+(with reasons, for the request path and the lead page) and for a whole batch as numpy arrays
+(for re-scoring a million leads). Conditions share one definition of their meaning: the batch
+form evaluates :func:`condition_holds` once per distinct value and spreads the answers, so the
+two forms cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadflow.scoring.schemas import (
+    GRADES,
+    ActivityPoints,
+    Condition,
+    EngagementConfig,
+    FitConfig,
+    GradingConfig,
+    Op,
+    Override,
+    RulesetDocument,
+    grade_rank,
+)
+
+SECONDS_PER_DAY = 86_400.0
+ACTIVITY_PREFIX = "activity."
+
+# English wording of engagement reasons; pages translate the same msgids.
+ACTIVITY_PHRASES: dict[str, tuple[str, str]] = {
+    "captured": ("left details once", "left details {n} times"),
+    "form_submitted": ("submitted a form", "submitted {n} forms"),
+    "email_opened": ("opened an email", "opened {n} emails"),
+    "email_clicked": ("clicked an email link", "clicked {n} email links"),
+    "content_read": ("read content", "read content {n} times"),
+    "web_visit": ("visited the website", "visited the website {n} times"),
+    "webinar_attended": ("attended a webinar", "attended {n} webinars"),
+    "community_class": ("attended a community class", "attended {n} community classes"),
+    "paid_consultation": ("paid for a consultation", "paid for {n} consultations"),
+    "gift_claimed": ("claimed a free gift", "claimed {n} free gifts"),
+    "replied": ("replied", "replied {n} times"),
+    "meeting_booked": ("booked a meeting", "booked {n} meetings"),
+    "email_bounced": ("email bounced", "email bounced {n} times"),
+    "unsubscribed": ("unsubscribed", "unsubscribed {n} times"),
+    "not_interested": ("said not interested", "said not interested {n} times"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One contribution to a score, with enough structure for a page to word it."""
+
+    source: str  # fit | engagement | model | override
+    key: str  # the field, activity kind or feature
+    value: str  # what the lead has there
+    points: float
+    text: str  # English wording for the API and CLI
+    count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementEvent:
+    """Something the lead did, as scoring sees it."""
+
+    kind: str
+    occurred_at: datetime
+    value: float | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreDecision:
+    """The score of one lead and why."""
+
+    fit: float
+    engagement: float
+    probability: float | None
+    score: float
+    grade: str
+    is_mql: bool
+    reasons: tuple[Reason, ...] = field(default_factory=tuple)
+    override: str | None = None
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    if isinstance(value, (list, tuple)):
+        return len(value) == 0
+    return False
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().casefold()
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def condition_holds(cond: Condition, value: Any) -> bool:
+    """True when a lead whose field holds ``value`` meets ``cond``.
+
+    1. ``present``/``missing`` look at emptiness only (None, NaN, blank text, empty list).
+    2. A list value (tags) meets a text condition when any element does.
+    3. Text compares case-insensitively and trimmed; whole numbers compare as integers.
+    4. Number conditions on a missing or non-numeric value are false.
+    5. ``ne`` and ``not_in`` are the negations of ``eq`` and ``in`` (so missing meets them).
+    """
+    if cond.op is Op.PRESENT:
+        return not _is_missing(value)
+    if cond.op is Op.MISSING:
+        return _is_missing(value)
+    items = [v for v in (value if isinstance(value, (list, tuple)) else [value])
+             if not _is_missing(v)]
+    op = cond.op
+    if op in (Op.EQ, Op.NE, Op.IN, Op.NOT_IN):
+        targets = {_text(v) for v in (cond.value if isinstance(cond.value, list)
+                                      else [cond.value])}
+        hit = any(_text(i) in targets for i in items)
+        return hit if op in (Op.EQ, Op.IN) else not hit
+    if op is Op.CONTAINS:
+        keywords = [_text(k) for k in cond.value]
+        return any(k in _text(i) for i in items for k in keywords)
+    numbers = [n for n in (_to_float(i) for i in items) if n is not None]
+    if op is Op.GTE:
+        return any(n >= cond.value for n in numbers)
+    if op is Op.LTE:
+        return any(n <= cond.value for n in numbers)
+    low, high = cond.value
+    return any((low is None or n >= low) and (high is None or n <= high) for n in numbers)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def condition_mask(cond: Condition, column: pd.Series | None, n: int) -> np.ndarray:
+    """``condition_holds`` over a whole column (one call per distinct value)."""
+    if column is None:
+        return np.full(n, condition_holds(cond, None), dtype=bool)
+    values = column
+    if values.dtype == object:
+        values = values.map(_hashable)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    answers = np.fromiter((condition_holds(cond, u) for u in uniques), dtype=bool,
+                          count=len(uniques))
+    when_missing = condition_holds(cond, None)
+    if len(answers) == 0:
+        return np.full(n, when_missing, dtype=bool)
+    return np.where(codes >= 0, answers[np.maximum(codes, 0)], when_missing)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# --- fit ------------------------------------------------------------------------------------
+
+
+def fit_score(config: FitConfig, facts: Mapping[str, Any]) -> tuple[float, list[Reason]]:
+    """Fit on 0..100: the points of every rule the lead meets, clamped to ``0..max``."""
+    total = 0.0
+    reasons: list[Reason] = []
+    for rule in config.rules:
+        value = facts.get(rule.field)
+        if condition_holds(rule, value):
+            total += rule.points
+            label = rule.label or rule.field
+            shown = _shown(value) if not _is_missing(value) else "—"
+            reasons.append(Reason("fit", rule.field, shown, rule.points,
+                                  f"{label}: {rule.field} = {shown} ({rule.points:+g})"))
+    return _fit_percent(config, total), reasons
+
+
+def _fit_percent(config: FitConfig, total: float) -> float:
+    return min(max(total, 0.0), config.max) / config.max * 100.0
+
+
+def fit_scores(config: FitConfig, frame: pd.DataFrame) -> np.ndarray:
+    """Fit of every row of ``frame`` (columns named like the fact keys)."""
+    n = len(frame)
+    total = np.zeros(n)
+    for rule in config.rules:
+        column = frame[rule.field] if rule.field in frame.columns else None
+        total += np.where(condition_mask(rule, column, n), rule.points, 0.0)
+    return np.clip(total, 0.0, config.max) / config.max * 100.0
+
+
+# --- engagement -----------------------------------------------------------------------------
+
+
+def decay(age_days: float, half_life_days: float) -> float:
+    """Weight of an event ``age_days`` old: 1 now, ½ after one half-life (future counts as now)."""
+    return float(0.5 ** (max(age_days, 0.0) / half_life_days))
+
+
+def event_points(rule: ActivityPoints, value: float | None, ref: str | None) -> float:
+    """Points of one event before decay: a matching page's points, times the value if asked."""
+    points = rule.points
+    if ref and rule.pages:
+        lowered = ref.casefold()
+        for page, page_points in rule.pages.items():
+            if page.casefold() in lowered:
+                points = page_points
+                break
+    if rule.per_value and value is not None and not math.isnan(value):
+        points *= value
+    return points
+
+
+def engagement_score(
+    config: EngagementConfig, events: Iterable[EngagementEvent], now: datetime
+) -> tuple[float, list[Reason], dict[str, int]]:
+    """Engagement points now, the reasons per activity kind, and how many of each kind.
+
+    1. Each event earns its kind's points (or its page's), times its value when per-value.
+    2. Points decay by half every ``half_life_days``.
+    3. Each kind's total is bounded by its cap (both signs), then all kinds are summed.
+    4. The sum is clamped to ``min_total..max_total``.
+    """
+    per_kind: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.kind] = counts.get(event.kind, 0) + 1
+        rule = config.activities.get(event.kind)
+        if rule is None:
+            continue
+        age = (now - event.occurred_at).total_seconds() / SECONDS_PER_DAY
+        points = event_points(rule, event.value, event.ref) * decay(age, config.half_life_days)
+        per_kind[event.kind] = per_kind.get(event.kind, 0.0) + points
+    total = 0.0
+    reasons: list[Reason] = []
+    for kind, points in per_kind.items():
+        cap = config.activities[kind].cap
+        if cap is not None:
+            points = min(max(points, -cap), cap)
+        total += points
+        n = counts[kind]
+        singular, plural = ACTIVITY_PHRASES.get(kind, (kind, f"{kind} ×{{n}}"))
+        words = (singular if n == 1 else plural).format(n=n)
+        reasons.append(Reason("engagement", kind, str(n), round(points, 1),
+                              f"{words} ({points:+.0f})", count=n))
+    return _clamp_engagement(config, total), reasons, counts
+
+
+def _clamp_engagement(config: EngagementConfig, total: float) -> float:
+    return min(max(total, config.min_total), config.max_total)
+
+
+@dataclass(frozen=True, slots=True)
+class EventArrays:
+    """Many leads' events as columns: ``row`` is each event's lead position in the batch."""
+
+    row: np.ndarray  # int
+    kind: np.ndarray  # object (str)
+    age_days: np.ndarray  # float
+    value: np.ndarray  # float, NaN when absent
+    ref: np.ndarray  # object (str or None)
+
+
+def engagement_scores(
+    config: EngagementConfig, events: EventArrays, n: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Engagement of ``n`` leads (same steps as :func:`engagement_score`), and kind counts."""
+    kind_codes, kinds = pd.factorize(events.kind)
+    k = max(len(kinds), 1)
+    flat = events.row.astype(np.int64) * k + kind_codes
+    counts = np.bincount(flat, minlength=n * k).reshape(n, k) if len(flat) else np.zeros((n, k))
+    by_kind = {str(kind): counts[:, i] for i, kind in enumerate(kinds)}
+    if not len(flat):
+        return np.zeros(n), by_kind
+    # Points per distinct (kind, ref, value), through the one-event function.
+    ref_codes, refs = pd.factorize(pd.Series(events.ref, dtype=object), use_na_sentinel=False)
+    value_codes, values = pd.factorize(events.value, use_na_sentinel=False)
+    r, v = max(len(refs), 1), max(len(values), 1)
+    combined = (kind_codes.astype(np.int64) * r + ref_codes) * v + value_codes
+    distinct, inverse = np.unique(combined, return_inverse=True)
+    unique_points = np.array([
+        _points_or_zero(config, str(kinds[c // (r * v)]), values[c % v], refs[(c // v) % r])
+        for c in distinct
+    ], dtype=float)
+    points = unique_points[inverse]
+    weights = points * np.power(0.5, np.maximum(events.age_days, 0.0) / config.half_life_days)
+    sums = np.bincount(flat, weights=weights, minlength=n * k).reshape(n, k)
+    caps = np.array([_cap(config, str(kind)) for kind in kinds])
+    sums = np.clip(sums, -caps, caps)
+    return np.clip(sums.sum(axis=1), config.min_total, config.max_total), by_kind
+
+
+def _points_or_zero(config: EngagementConfig, kind: str, value: Any, ref: Any) -> float:
+    rule = config.activities.get(kind)
+    if rule is None:
+        return 0.0
+    number = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    return event_points(rule, number, ref if isinstance(ref, str) else None)
+
+
+def _cap(config: EngagementConfig, kind: str) -> float:
+    rule = config.activities.get(kind)
+    return math.inf if rule is None or rule.cap is None else rule.cap
+
+
+# --- combining and grading ------------------------------------------------------------------
+
+
+def combine(
+    document: RulesetDocument, fit: float, engagement: float, model_percentile: float | None
+) -> float:
+    """The 0..100 score: a weighted mean of fit, engagement and the model's percentile.
+
+    Without a model (cold start) its weight drops out and the rules carry the score.
+    """
+    weights = document.grading.weights
+    engagement_percent = engagement / document.engagement.max_total * 100.0
+    total = weights.fit * fit + weights.engagement * engagement_percent
+    weight = weights.fit + weights.engagement
+    if model_percentile is not None and weights.model > 0:
+        total += weights.model * model_percentile
+        weight += weights.model
+    return min(max(total / weight, 0.0), 100.0)
+
+
+def combine_array(
+    document: RulesetDocument, fit: np.ndarray, engagement: np.ndarray,
+    model_percentile: np.ndarray | None,
+) -> np.ndarray:
+    """:func:`combine` over arrays."""
+    weights = document.grading.weights
+    total = weights.fit * fit + weights.engagement * (
+        engagement / document.engagement.max_total * 100.0
+    )
+    weight = weights.fit + weights.engagement
+    if model_percentile is not None and weights.model > 0:
+        total = total + weights.model * model_percentile
+        weight += weights.model
+    return np.clip(total / weight, 0.0, 100.0)
+
+
+def grade_for_score(grading: GradingConfig, score: float) -> str:
+    """The best grade whose threshold the score reaches; D below C's."""
+    for grade in GRADES[:-1]:
+        if score >= grading.thresholds[grade]:
+            return grade
+    return GRADES[-1]
+
+
+def grades_for_scores(grading: GradingConfig, scores: np.ndarray) -> np.ndarray:
+    """:func:`grade_for_score` over an array (rank codes 0 = A+ … 4 = D)."""
+    ranks = np.full(len(scores), len(GRADES) - 1, dtype=np.int8)
+    for rank in reversed(range(len(GRADES) - 1)):
+        ranks[scores >= grading.thresholds[GRADES[rank]]] = rank
+    return ranks
+
+
+def _overridden(override: Override, rank: int) -> int:
+    target = grade_rank(override.grade)
+    if override.mode == "set":
+        return target
+    if override.mode == "floor":
+        return min(rank, target)
+    return max(rank, target)
+
+
+def apply_overrides(
+    overrides: Sequence[Override], facts: Mapping[str, Any], grade: str
+) -> tuple[str, Override | None]:
+    """The grade after the first override whose conditions all hold, and that override."""
+    for override in overrides:
+        if all(condition_holds(c, facts.get(c.field)) for c in override.when):
+            return GRADES[_overridden(override, grade_rank(grade))], override
+    return grade, None
+
+
+def apply_overrides_array(
+    overrides: Sequence[Override], frame: pd.DataFrame, ranks: np.ndarray
+) -> np.ndarray:
+    """:func:`apply_overrides` over a batch (first matching override wins)."""
+    n = len(frame)
+    result = ranks.copy()
+    pending = np.ones(n, dtype=bool)
+    for override in overrides:
+        hit = pending.copy()
+        for cond in override.when:
+            column = frame[cond.field] if cond.field in frame.columns else None
+            hit &= condition_mask(cond, column, n)
+        if not hit.any():
+            continue
+        target = grade_rank(override.grade)
+        if override.mode == "set":
+            result[hit] = target
+        elif override.mode == "floor":
+            result[hit] = np.minimum(result[hit], target)
+        else:
+            result[hit] = np.maximum(result[hit], target)
+        pending &= ~hit
+    return result
+
+
+def is_mql(grading: GradingConfig, grade: str) -> bool:
+    """True when ``grade`` is at or above the MQL line."""
+    return grade_rank(grade) <= grade_rank(grading.mql_grade)
+
+
+def decide(
+    document: RulesetDocument,
+    facts: Mapping[str, Any],
+    events: Sequence[EngagementEvent],
+    now: datetime,
+    *,
+    probability: float | None = None,
+    model_percentile: float | None = None,
+    model_reasons: Sequence[Reason] = (),
+) -> ScoreDecision:
+    """Score and grade one lead.
+
+    1. Fit from the profile rules; engagement from its events with decay and caps.
+    2. The score mixes fit, engagement and (when a model is in force) its percentile.
+    3. The score's grade, then the first override that matches (it sees ``fit``,
+       ``engagement``, ``score``, ``probability`` and ``activity.<kind>`` counts).
+    4. MQL when the final grade is at or above the line.
+    """
+    fit, fit_reasons = fit_score(document.fit, facts)
+    engagement, engagement_reasons, counts = engagement_score(document.engagement, events, now)
+    score = combine(document, fit, engagement, model_percentile)
+    full_facts = dict(facts)
+    full_facts.update({f"{ACTIVITY_PREFIX}{kind}": n for kind, n in counts.items()})
+    full_facts.update(fit=fit, engagement=engagement, score=score, probability=probability)
+    grade, override = apply_overrides(
+        document.grading.overrides, full_facts, grade_for_score(document.grading, score)
+    )
+    reasons: list[Reason] = []
+    if override is not None:
+        reasons.append(Reason("override", "grade", grade, 0.0,
+                              f"{override.label} → {grade}"))
+    reasons.extend(sorted([*fit_reasons, *engagement_reasons, *model_reasons],
+                          key=lambda r: -abs(r.points)))
+    return ScoreDecision(
+        fit=round(fit, 2), engagement=round(engagement, 2), probability=probability,
+        score=round(score, 2), grade=grade, is_mql=is_mql(document.grading, grade),
+        reasons=tuple(reasons), override=override.label if override else None,
+    )

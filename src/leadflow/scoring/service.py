@@ -1,0 +1,390 @@
+"""Scoring services: the rule set in force, model versions, scoring one lead, grade flags."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from leadflow.audit import service as audit
+from leadflow.db import bulk_upsert
+from leadflow.errors import DomainError, NotFound
+from leadflow.events.models import EventKind, OutboxEvent
+from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, ActivityKind, Lead
+from leadflow.scoring import learning
+from leadflow.scoring.facts import MODEL_COLUMNS, LeadFacts, read_lead, with_counts
+from leadflow.scoring.models import GradeFlag, LeadScore, ScoringModel, ScoringRuleset
+from leadflow.scoring.rules import (
+    ACTIVITY_PHRASES,
+    ACTIVITY_PREFIX,
+    Reason,
+    ScoreDecision,
+    decide,
+)
+from leadflow.scoring.schemas import ActivityIn, FlagIn, RulesetDocument
+
+# Log-odds are shown as points, ×10, so "+0.9 log-odds" reads "+9".
+POINTS_PER_LOG_ODDS = 10.0
+
+
+class InvalidRuleset(DomainError):
+    """A rule set that does not validate; the message lists every problem."""
+
+    status_code = 422
+
+
+# --- the rule set ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """The rule set in force: version 0 is the built-in default until an admin saves one."""
+
+    version: int
+    document: RulesetDocument
+
+
+@lru_cache(maxsize=1)
+def default_document() -> RulesetDocument:
+    """The rule set shipped with leadflow (``default_ruleset.yaml``)."""
+    text = resources.files("leadflow.scoring").joinpath("default_ruleset.yaml").read_text("utf-8")
+    return parse_ruleset_yaml(text)
+
+
+def parse_ruleset_yaml(text: str) -> RulesetDocument:
+    """A rule set from YAML, or :class:`InvalidRuleset` saying where it is wrong."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidRuleset(f"not valid YAML: {exc}") from None
+    return validate_ruleset(data or {})
+
+
+def validate_ruleset(data: Any) -> RulesetDocument:
+    """A rule set from plain data, or :class:`InvalidRuleset` listing each problem."""
+    try:
+        return RulesetDocument.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'document'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise InvalidRuleset(f"invalid rule set: {problems}") from None
+
+
+def ruleset_yaml(document: RulesetDocument) -> str:
+    """The rule set as YAML, for export and the editor."""
+    data = document.model_dump(mode="json", exclude_defaults=False)
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100)
+
+
+_parsed: dict[str, RulesetDocument] = {}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def current_ruleset(*, session: Session) -> Ruleset:
+    """The newest saved rule set, else the default (version 0)."""
+    row = session.execute(
+        select(ScoringRuleset.id, ScoringRuleset.version, ScoringRuleset.digest)
+        .order_by(ScoringRuleset.version.desc()).limit(1)
+    ).one_or_none()
+    if row is None:
+        return Ruleset(0, default_document())
+    row_id, version, digest = row
+    if digest not in _parsed:
+        document = session.scalar(
+            select(ScoringRuleset.document).where(ScoringRuleset.id == row_id))
+        _parsed[digest] = RulesetDocument.model_validate(document)
+    return Ruleset(version, _parsed[digest])
+
+
+def save_ruleset(
+    *, session: Session, document: RulesetDocument, note: str, actor_id: int | None,
+    now: datetime,
+) -> ScoringRuleset:
+    """Record ``document`` as the next version; leads pick it up when re-scored."""
+    latest = session.scalar(select(func.max(ScoringRuleset.version))) or 0
+    data = document.model_dump(mode="json")
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+    row = ScoringRuleset(version=latest + 1, document=data, digest=_digest(canonical),
+                         note=note, created_by_id=actor_id, created_at=now)
+    session.add(row)
+    session.flush()
+    audit.record(session=session, actor_id=actor_id, action="scoring.ruleset_saved",
+                 detail={"version": row.version, "note": note}, now=now)
+    return row
+
+
+def ruleset_history(*, session: Session, limit: int = 50) -> list[ScoringRuleset]:
+    """Saved rule-set versions, newest first."""
+    return list(session.scalars(
+        select(ScoringRuleset).order_by(ScoringRuleset.version.desc()).limit(limit)
+    ))
+
+
+# --- model versions -------------------------------------------------------------------------
+
+_loaded: dict[str, learning.ConversionModel] = {}
+
+
+def load_model(row: ScoringModel) -> learning.ConversionModel:
+    """The model of a stored version (deserialised once per process)."""
+    if row.digest not in _loaded:
+        _loaded[row.digest] = learning.ConversionModel.load(
+            kind=row.kind, spec=row.spec, blob=row.blob, metrics=row.metrics
+        )
+    return _loaded[row.digest]
+
+
+def active_model(*, session: Session) -> tuple[int, learning.ConversionModel] | None:
+    """The model that scores leads in the database now, if one is active."""
+    row = session.execute(
+        select(ScoringModel.id, ScoringModel.digest).where(ScoringModel.is_active).limit(1)
+    ).one_or_none()
+    if row is None:
+        return None
+    model_id, digest = row
+    if digest not in _loaded:
+        stored = session.get(ScoringModel, model_id)
+        assert stored is not None
+        load_model(stored)
+    return model_id, _loaded[digest]
+
+
+def store_model(
+    *, session: Session, result: learning.TrainResult, source: str, target: str,
+    id_column: str | None, activate: bool, actor_id: int | None, now: datetime,
+) -> ScoringModel:
+    """Keep a trained model as a new version; ``activate`` makes it score the leads."""
+    metrics = result.metrics
+    row = ScoringModel(
+        kind=result.kind, source=source[:255], target=target, id_column=id_column,
+        spec=result.spec.to_json(), metrics=metrics, blob=result.blob,
+        digest=_digest(result.blob), is_active=False,
+        n_rows=int(metrics.get("n_rows", 0)), n_positive=int(metrics.get("n_positive", 0)),
+        created_by_id=actor_id, created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    if activate:
+        activate_model(session=session, model_id=row.id, actor_id=actor_id, now=now)
+    audit.record(session=session, actor_id=actor_id, action="scoring.model_trained",
+                 detail={"model_id": row.id, "kind": row.kind, "source": row.source}, now=now)
+    return row
+
+
+def activate_model(
+    *, session: Session, model_id: int | None, actor_id: int | None, now: datetime
+) -> None:
+    """Make ``model_id`` the one model scoring leads (``None``: rules alone)."""
+    if model_id is not None and session.get(ScoringModel, model_id) is None:
+        raise NotFound(f"model {model_id} not found")
+    session.execute(update(ScoringModel).where(ScoringModel.is_active).values(is_active=False))
+    if model_id is not None:
+        session.execute(update(ScoringModel).where(ScoringModel.id == model_id)
+                        .values(is_active=True))
+    audit.record(session=session, actor_id=actor_id, action="scoring.model_activated",
+                 detail={"model_id": model_id}, now=now)
+
+
+def model_versions(*, session: Session, limit: int = 50) -> list[ScoringModel]:
+    """Trained models, newest first."""
+    return list(session.scalars(
+        select(ScoringModel).order_by(ScoringModel.id.desc()).limit(limit)
+    ))
+
+
+def get_model(*, session: Session, model_id: int | None = None) -> ScoringModel:
+    """A model version by id; without an id the newest."""
+    if model_id is not None:
+        row = session.get(ScoringModel, model_id)
+    else:
+        row = session.scalar(select(ScoringModel).order_by(ScoringModel.id.desc()).limit(1))
+    if row is None:
+        raise NotFound("no trained model yet: run `leadflow scoring train` first"
+                       if model_id is None else f"model {model_id} not found")
+    return row
+
+
+# --- scoring one lead -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """A lead's new score and what changed."""
+
+    lead_id: int
+    decision: ScoreDecision
+    ruleset_version: int
+    model_id: int | None
+    previous_grade: str | None
+    crossed_mql: bool
+
+
+def model_features(facts: LeadFacts) -> dict[str, Any]:
+    """The learned model's view of a lead: its fields and activity counts."""
+    counted = with_counts(facts.facts, facts.events)
+    return {column: counted.get(column) for column in MODEL_COLUMNS}
+
+
+def _decide(
+    session: Session, facts: LeadFacts, now: datetime, *, explain: bool
+) -> tuple[ScoreDecision, Ruleset, int | None]:
+    ruleset = current_ruleset(session=session)
+    model = active_model(session=session)
+    probability = percentile = None
+    model_reasons: list[Reason] = []
+    model_id = None
+    if model is not None:
+        model_id, conversion = model
+        features = model_features(facts)
+        probability = conversion.predict_row(features)
+        percentile = conversion.percentile(probability)
+        if explain:
+            model_reasons = [model_reason(c) for c in conversion.explain_row(features)]
+    decision = decide(ruleset.document, facts.facts, facts.events, now,
+                      probability=probability, model_percentile=percentile,
+                      model_reasons=model_reasons)
+    return decision, ruleset, model_id
+
+
+def model_reason(contribution: learning.Contribution) -> Reason:
+    """A learned contribution in words, e.g. "attended 3 community classes (+9)"."""
+    points = round(contribution.effect * POINTS_PER_LOG_ODDS, 1)
+    feature, value = contribution.feature, contribution.value
+    if feature.startswith(ACTIVITY_PREFIX):
+        kind = feature.removeprefix(ACTIVITY_PREFIX)
+        try:
+            n = int(float(value))
+        except ValueError:
+            n = 0
+        singular, plural = ACTIVITY_PHRASES.get(kind, (kind, f"{kind} ×{{n}}"))
+        words = (singular if n == 1 else plural).format(n=n) if n else f"no {kind}"
+        return Reason("model", feature, str(value), points, f"{words} ({points:+.0f})", n)
+    return Reason("model", feature, str(value), points, f"{feature} = {value} ({points:+.0f})")
+
+
+def rescore_lead(
+    *, session: Session, lead_id: int, now: datetime, actor_id: int | None = None
+) -> ScoreResult:
+    """Score one lead now and store it; a grade change or MQL crossing goes on the timeline.
+
+    Crossing the MQL line also writes a ``lead.mql`` outbox event, which routing handles.
+    """
+    facts = read_lead(session=session, lead_id=lead_id)
+    if facts is None:
+        raise NotFound(f"lead {lead_id} not found")
+    decision, ruleset, model_id = _decide(session, facts, now, explain=False)
+    previous = facts.previous
+    crossed = decision.is_mql and not previous.is_mql
+    bulk_upsert(
+        session, LeadScore.__table__,  # type: ignore[arg-type]
+        {"lead_id": [lead_id], "fit": [decision.fit], "engagement": [decision.engagement],
+         "probability": [decision.probability], "score": [decision.score],
+         "grade": [decision.grade], "is_mql": [decision.is_mql],
+         "mql_at": [now if decision.is_mql else None], "first_grade": [decision.grade],
+         "ruleset_version": [ruleset.version], "model_id": [model_id], "scored_at": [now]},
+        key="lead_id", keep_existing=("mql_at", "first_grade"),
+    )
+    if previous.grade is not None and previous.grade != decision.grade:
+        session.add(grade_change_activity(lead_id, previous.grade, decision, now, actor_id))
+    if crossed:
+        session.add(mql_activity(lead_id, decision.grade, decision.score, now, actor_id))
+        session.add(mql_event(lead_id, decision.grade, decision.score, now))
+    return ScoreResult(lead_id, decision, ruleset.version, model_id, previous.grade, crossed)
+
+
+def grade_change_activity(
+    lead_id: int, previous: str, decision: ScoreDecision, now: datetime, actor_id: int | None
+) -> Activity:
+    """The timeline entry for a grade change, with the top reason."""
+    why = decision.override or (decision.reasons[0].text if decision.reasons else "")
+    return Activity(
+        lead_id=lead_id, kind=ActivityKind.GRADE_CHANGED, occurred_at=now, actor_id=actor_id,
+        summary=f"{previous} → {decision.grade}" + (f": {why}" if why else ""),
+        detail={"from": previous, "to": decision.grade, "score": decision.score},
+    )
+
+
+def mql_activity(
+    lead_id: int, grade: str, score: float, now: datetime, actor_id: int | None
+) -> Activity:
+    """The timeline entry for crossing the MQL line."""
+    return Activity(lead_id=lead_id, kind=ActivityKind.MQL_REACHED, occurred_at=now,
+                    actor_id=actor_id, summary=f"MQL: {grade} ({score:.0f})",
+                    detail={"grade": grade, "score": score})
+
+
+def mql_event(lead_id: int, grade: str, score: float, now: datetime) -> OutboxEvent:
+    """The outbox row that hands a new MQL to routing."""
+    return OutboxEvent(kind=EventKind.LEAD_MQL, lead_id=lead_id, created_at=now,
+                       payload={"grade": grade, "score": score})
+
+
+def record_activity(
+    *, session: Session, lead: Lead, activity: ActivityIn, actor_id: int | None, now: datetime
+) -> tuple[Activity, ScoreResult]:
+    """Put an engagement event on the lead's timeline and re-score the lead at once."""
+    kinds = {k.value for k in ENGAGEMENT_KINDS} - {ActivityKind.CAPTURED.value}
+    if activity.kind not in kinds:
+        raise DomainError(f"unknown activity kind {activity.kind!r}; known: {sorted(kinds)}")
+    row = Activity(
+        lead_id=lead.id, kind=ActivityKind(activity.kind),
+        occurred_at=activity.occurred_at or now, actor_id=actor_id, summary=activity.summary,
+        detail=activity.detail, value=activity.value, ref=activity.ref,
+    )
+    session.add(row)
+    session.flush()
+    return row, rescore_lead(session=session, lead_id=lead.id, now=now, actor_id=actor_id)
+
+
+def explain(*, session: Session, lead_id: int, now: datetime) -> ScoreDecision:
+    """The lead's score as of ``now`` with every reason, learned ones included (not stored)."""
+    facts = read_lead(session=session, lead_id=lead_id)
+    if facts is None:
+        raise NotFound(f"lead {lead_id} not found")
+    decision, _, _ = _decide(session, facts, now, explain=True)
+    return decision
+
+
+def scores_of(*, session: Session, lead_ids: list[int]) -> dict[int, LeadScore]:
+    """Stored scores of ``lead_ids`` (leads never scored are absent)."""
+    if not lead_ids:
+        return {}
+    return {s.lead_id: s for s in session.scalars(
+        select(LeadScore).where(LeadScore.lead_id.in_(lead_ids)))}
+
+
+# --- feedback -------------------------------------------------------------------------------
+
+
+def flag_grade(
+    *, session: Session, lead: Lead, user_id: int, flag: FlagIn, now: datetime
+) -> GradeFlag:
+    """Record that a user thinks the lead's grade is wrong (read by the calibration report)."""
+    score = session.get(LeadScore, lead.id)
+    if score is None:
+        raise DomainError(f"lead {lead.id} has no grade yet")
+    row = GradeFlag(lead_id=lead.id, user_id=user_id, grade=score.grade,
+                    suggested_grade=flag.suggested_grade, reason=flag.reason, created_at=now)
+    session.add(row)
+    suggested = f" → {flag.suggested_grade}" if flag.suggested_grade else ""
+    session.add(Activity(
+        lead_id=lead.id, kind=ActivityKind.GRADE_FLAGGED, occurred_at=now, actor_id=user_id,
+        summary=f"{score.grade}{suggested}: {flag.reason}",
+        detail={"grade": score.grade, "suggested": flag.suggested_grade},
+    ))
+    session.flush()
+    return row

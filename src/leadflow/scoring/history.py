@@ -118,8 +118,11 @@ def _leads(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, PlantedTruth
        class (up to 4) and webinar (up to 3) helps a little on its own.
     3. Leads from the gift channel came for the gift: strongly negative.
     4. Headcount has a sweet spot of 50–500 (very small firms rarely buy): non-monotone.
-    5. Channel × industry interactions: finance via webinar and manufacturing via referral
-       convert far better than either alone suggests; retail via SEM far worse.
+    5. Interactions: finance via webinar and manufacturing via referral convert far better
+       than channel and industry alone suggest, retail via SEM far worse; education buying
+       private-domain operations (私域运营) and retail buying marketing automation fit the
+       product; a senior title decides fast in a firm under 50 people and hardly at all in
+       one over 1,000.
     6. Province, weekday, form version, signup hour and the WeChat openid are noise.
     """
     industry = _choice(rng, INDUSTRIES, [14, 12, 10, 14, 13, 8, 7, 7, 8, 7], n)
@@ -135,6 +138,7 @@ def _leads(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, PlantedTruth
         np.int64
     )
 
+    senior = np.isin(title, ["CEO", "总经理", "总监"])
     logit = (
         _effect(industry, {"教育": 1.1, "软件": 0.9, "房地产": -0.4})
         + _effect(
@@ -154,6 +158,9 @@ def _leads(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, PlantedTruth
         + 1.6 * ((channel == "webinar") & (industry == "金融"))
         + 1.5 * ((channel == "referral") & (industry == "制造"))
         - 1.4 * ((channel == "sem") & (industry == "零售"))
+        + 1.3 * ((industry == "教育") & (product == "私域运营"))
+        + 1.1 * ((industry == "零售") & (product == "营销自动化"))
+        + np.where(senior & (headcount < 50), 0.7, np.where(senior & (headcount > 1000), -1.0, 0))
     )
     probability, converted = _outcome(rng, logit, 0.10)
 
@@ -187,7 +194,10 @@ def _leads(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, PlantedTruth
         ),
         positive={"paid_consultation": "1", "industry": "教育"},
         negative={"channel": "gift", "title": "学生"},
-        interactions=(("channel", "industry"), ("paid_consultation", "community_classes")),
+        interactions=(
+            ("channel", "industry"), ("industry", "product_interest"), ("title", "headcount"),
+            ("paid_consultation", "community_classes"),
+        ),
         nonlinear=("headcount",),
         noise=("province", "signup_weekday", "form_version", "signup_hour", "wechat_openid"),
         base_rate=float(converted.mean()),

@@ -272,6 +272,18 @@ def bulk_upsert(
         return
     raw = conn.connection.driver_connection
     assert raw is not None
+    if n < 50 and not update_only:  # one statement beats a staging table for a few rows
+        marks = ", ".join(["%s"] * len(names))
+        sets = ", ".join(assignment(c, "EXCLUDED") for c in changed)
+        sql = (f'INSERT INTO "{table.name}" ({col_list}) VALUES ({marks}) '
+               f'ON CONFLICT ("{key}") DO UPDATE SET {sets}')
+        tuples = list(zip(*converted, strict=True))
+        with raw.cursor() as cur:
+            if n == 1:  # executemany pipelines, which costs round trips for one row
+                cur.execute(sql, tuples[0])
+            else:
+                cur.executemany(sql, tuples)
+        return
     # Only the given columns, without the table's NOT NULL constraints; one per column set.
     staging = f"staging_{table.name}_{len(names)}_{abs(hash(col_list)) % 10**8}"
     with raw.cursor() as cur:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadflow.scoring import rules
-from leadflow.scoring.rules import EngagementEvent, EventArrays
+from leadflow.scoring.rules import EngagementEvent, KindSums
 from leadflow.scoring.schemas import (
     ActivityPoints,
     Condition,
@@ -149,16 +148,22 @@ def test_engagement_is_capped_and_batch_agrees(
         cap = config.activities[reason.key].cap
         assert cap is None or abs(reason.points) <= cap + 1e-9
     assert sum(counts.values()) == len(events)
-    arrays = EventArrays(
-        row=np.zeros(len(events), dtype=np.int64),
-        kind=np.array([e[0] for e in events], dtype=object),
-        age_days=np.array([e[1] for e in events], dtype=float),
-        value=np.array([math.nan if e[2] is None else e[2] for e in events], dtype=float),
-        ref=np.array([e[3] for e in events], dtype=object),
+    # The batch path gets per-kind sums of decayed event points (the database adds them up).
+    sums: dict[str, float] = {}
+    for e in one:
+        rule = config.activities[e.kind]
+        age = (NOW - e.occurred_at).total_seconds() / 86_400
+        sums[e.kind] = sums.get(e.kind, 0.0) + rules.event_points(rule, e.value, e.ref) \
+            * rules.decay(age, config.half_life_days)
+    arrays = KindSums(
+        row=np.zeros(len(sums), dtype=np.int64),
+        kind=np.array(list(sums), dtype=object),
+        count=np.array([counts[k] for k in sums], dtype=np.int64),
+        points=np.array(list(sums.values()), dtype=float),
     )
     batch, by_kind = rules.engagement_scores(config, arrays, 1)
     assert batch[0] == pytest.approx(total, abs=1e-9)
-    assert {k: int(v[0]) for k, v in by_kind.items()} == counts
+    assert {k: int(v[0]) for k, v in by_kind.items()} == {k: counts[k] for k in sums}
 
 
 def test_engagement_decays_and_pages_score_more() -> None:
@@ -271,3 +276,19 @@ def test_default_ruleset_round_trips_through_yaml() -> None:
     again = parse_ruleset_yaml(ruleset_yaml(document))
     assert again == document
     assert isinstance(again, RulesetDocument)
+
+
+numeric_columns = st.lists(
+    st.one_of(st.none(), st.just(float("nan")), st.floats(-100, 5000), st.integers(-100, 5000)),
+    min_size=1, max_size=30,
+)
+
+
+@given(cond=conditions, column=numeric_columns)
+@settings(max_examples=300, deadline=None)
+def test_batch_condition_on_numbers_agrees_with_one_lead(
+    cond: Condition, column: list[float | int | None]
+) -> None:
+    series = pd.Series(column, dtype="float64")
+    mask = rules.condition_mask(cond, series, len(series))
+    assert mask.tolist() == [rules.condition_holds(cond, v) for v in series.tolist()]

@@ -9,6 +9,7 @@ from the firmographic table.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import tempfile
 import time
@@ -29,17 +30,18 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from leadflow import clock
 from leadflow.campaigns import service as campaigns_service
-from leadflow.campaigns.models import Channel
+from leadflow.campaigns.models import Campaign, Channel
 from leadflow.campaigns.schemas import CampaignCreate
 from leadflow.cleaning.enrich import load_firmographics
 from leadflow.cleaning.rules import MatchThresholds
 from leadflow.config import get_settings
-from leadflow.db import session_scope
+from leadflow.db import bulk_insert, session_scope
+from leadflow.demo.engagement import plant
 from leadflow.demo.generator import (
     DAY_S,
     CompanyPool,
@@ -51,6 +53,8 @@ from leadflow.demo.generator import (
 )
 from leadflow.errors import Conflict
 from leadflow.leads.capture import CaptureResult, IncomingRecord, capture_batch
+from leadflow.leads.models import Activity, Lead, LeadStatus
+from leadflow.scoring import jobs as scoring_jobs
 from leadflow.users import service as users_service
 from leadflow.users.models import Role, Segment, TeamKind, User
 
@@ -200,6 +204,12 @@ def build_demo(*, leads: int, seed: int, console: Console | None) -> dict[str, o
             counts.merged += result.merged
             counts.rejects.extend(result.rejects)
             progress.advance(capture, len(batch.records))
+        engaged = progress.add_task("engagement", total=1)
+        activities, statuses = _plant_engagement(rng, now)
+        progress.advance(engaged)
+        scoring = progress.add_task("scoring", total=2)
+        model_id = _score(now)
+        progress.advance(scoring, 2)
     return {
         "teams": len(teams),
         "users": len(emails),
@@ -209,11 +219,52 @@ def build_demo(*, leads: int, seed: int, console: Console | None) -> dict[str, o
         "leads_created": counts.created,
         "merged": counts.merged,
         "rejected": len(counts.rejects),
+        "activities": activities,
+        "statuses": statuses,
+        "model_id": model_id,
         "admin_email": ADMIN_EMAIL,
         "admin_password": DEMO_PASSWORD,
         "sample_logins": logins,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _plant_engagement(rng: random.Random, now: datetime) -> tuple[int, dict[str, int]]:
+    """Give every lead what it did after arriving and how it ended (see demo.engagement)."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(Lead.id, Lead.created_at, Lead.industry, Lead.title, Lead.headcount,
+                   Campaign.channel)
+            .outerjoin(Campaign, Campaign.id == Lead.campaign_id)
+            .where(Lead.status != LeadStatus.MERGED).order_by(Lead.id)
+        ).all()
+        activities: list[dict[str, object]] = []
+        statuses: dict[str, list[int]] = defaultdict(list)
+        for lead_id, created_at, industry, title, headcount, channel in rows:
+            facts = {"industry": industry, "title": title, "headcount": headcount,
+                     "channel": channel}
+            planted = plant(facts, created_at, now, rng)
+            statuses[planted.status.value].append(lead_id)
+            activities += [
+                {"lead_id": lead_id, "kind": a.kind.value, "occurred_at": a.occurred_at,
+                 "summary": "", "detail": {}, "value": a.value, "ref": a.ref}
+                for a in planted.activities
+            ]
+        bulk_insert(session, Activity.__table__, activities)  # type: ignore[arg-type]
+        for status, ids in statuses.items():
+            if status != LeadStatus.NEW.value:
+                session.execute(update(Lead).where(Lead.id.in_(ids)).values(status=status))
+    return len(activities), {k: len(v) for k, v in statuses.items()}
+
+
+def _score(now: datetime) -> int | None:
+    """Train the model on the demo's history (when it has enough outcomes), then grade all."""
+    model_id = None
+    # A small demo stays on the rules, like a new organisation.
+    with contextlib.suppress(scoring_jobs.NotEnoughHistory):
+        model_id = scoring_jobs.train_from_database(now=now).id
+    scoring_jobs.rescore_all(now=now)
+    return model_id
 
 
 def _progress(console: Console | None) -> Progress:

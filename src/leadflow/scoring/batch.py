@@ -15,7 +15,13 @@ from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import Activity, ActivityKind
 from leadflow.scoring import learning
 from leadflow.scoring import service as scoring_service
-from leadflow.scoring.facts import MODEL_COLUMNS, FactsBatch, add_counts, read_batch
+from leadflow.scoring.facts import (
+    MODEL_COLUMNS,
+    FactsBatch,
+    add_counts,
+    needed_fields,
+    read_batch,
+)
 from leadflow.scoring.models import LeadScore
 from leadflow.scoring.rules import (
     apply_overrides_array,
@@ -48,13 +54,6 @@ class RescoreSummary:
         return self.leads / self.seconds if self.seconds else 0.0
 
 
-def _referenced(document: RulesetDocument) -> tuple[set[str], bool]:
-    fields = [r.field for r in document.fit.rules]
-    fields += [c.field for o in document.grading.overrides for c in o.when]
-    custom = {f.removeprefix("custom.") for f in fields if f.startswith("custom.")}
-    return custom, "tags" in fields
-
-
 def rescore_leads(
     *, session: Session, lead_ids: Sequence[int], now: datetime, actor_id: int | None = None
 ) -> None:
@@ -79,10 +78,28 @@ def score_chunk(
     summary: RescoreSummary,
 ) -> None:
     """Score one chunk of leads (``ids`` or ``id_range``) and store it with its changes."""
+    batch = read_chunk(session, chunk, ruleset.document, now, model=model is not None)
+    store_chunk(session, batch, ruleset, model, now, summary)
+
+
+def read_chunk(
+    session: Session, chunk: dict[str, object], document: RulesetDocument, now: datetime,
+    *, model: bool,
+) -> FactsBatch:
+    """The facts of one chunk, reading only what the rules and the model refer to."""
+    conditions = [*document.fit.rules, *(c for o in document.grading.overrides for c in o.when)]
+    fields, flags, custom = needed_fields(conditions, model=model)
+    return read_batch(session=session, now=now, fields=fields, flags=flags, custom_fields=custom,
+                      engagement=document.engagement, **chunk)  # type: ignore[arg-type]
+
+
+def store_chunk(
+    session: Session, batch: FactsBatch, ruleset: scoring_service.Ruleset,
+    model: tuple[int, learning.ConversionModel] | None, now: datetime,
+    summary: RescoreSummary,
+) -> None:
+    """Score a chunk read by :func:`read_chunk` and write its scores and changes."""
     document = ruleset.document
-    custom, with_tags = _referenced(document)
-    batch = read_batch(session=session, now=now, custom_fields=custom, with_tags=with_tags,
-                       **chunk)  # type: ignore[arg-type]
     n = len(batch.frame)
     if n == 0:
         return

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, literal, select, text, union_all
+from sqlalchemy import CompoundSelect, bindparam, literal, select, text, union_all
 from sqlalchemy.orm import Session
 
 from leadflow.campaigns.models import Campaign
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, Lead, LeadStatus, Touchpoint
 from leadflow.scoring.models import LeadScore
-from leadflow.scoring.rules import ACTIVITY_PREFIX, EngagementEvent, EventArrays
+from leadflow.scoring.rules import ACTIVITY_PREFIX, EngagementEvent, KindSums
+from leadflow.scoring.schemas import Condition, EngagementConfig, Op
 
 # Lead columns a rule or the model may read (``channel`` comes from the campaign).
 LEAD_FACT_COLUMNS: tuple[str, ...] = (
@@ -74,15 +75,26 @@ def with_counts(facts: Mapping[str, Any], events: Sequence[EngagementEvent]) -> 
     return out
 
 
+# Built once: the request path should not pay for constructing statements.
+_LEAD_FACTS = (
+    select(*(getattr(Lead, c) for c in LEAD_FACT_COLUMNS), Lead.custom_fields,
+           Campaign.channel, LeadScore.grade, LeadScore.is_mql, LeadScore.first_grade)
+    .outerjoin(Campaign, Campaign.id == Lead.campaign_id)
+    .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+    .where(Lead.id == bindparam("lead_id"), Lead.status != LeadStatus.MERGED)
+)
+_LEAD_EVENTS: CompoundSelect = union_all(
+    select(Activity.kind, Activity.occurred_at, Activity.value, Activity.ref)
+    .where(Activity.lead_id == bindparam("lead_id"),
+           Activity.kind.in_(sorted(k.value for k in ENGAGEMENT_KINDS))),
+    select(literal("captured"), Touchpoint.received_at, literal(None), literal(None))
+    .where(Touchpoint.lead_id == bindparam("lead_id")),
+)
+
+
 def read_lead(*, session: Session, lead_id: int) -> LeadFacts | None:
     """Facts, events and previous score of one lead; ``None`` if it is gone or merged."""
-    row = session.execute(
-        select(*(getattr(Lead, c) for c in LEAD_FACT_COLUMNS), Lead.custom_fields,
-               Campaign.channel, LeadScore.grade, LeadScore.is_mql, LeadScore.first_grade)
-        .outerjoin(Campaign, Campaign.id == Lead.campaign_id)
-        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
-        .where(Lead.id == lead_id, Lead.status != LeadStatus.MERGED)
-    ).one_or_none()
+    row = session.execute(_LEAD_FACTS, {"lead_id": lead_id}).one_or_none()
     if row is None:
         return None
     values = list(row)
@@ -91,15 +103,7 @@ def read_lead(*, session: Session, lead_id: int) -> LeadFacts | None:
     facts["channel"] = channel
     for name, value in (custom or {}).items():
         facts[f"custom.{name}"] = value
-    kinds = [k.value for k in ENGAGEMENT_KINDS]
-    rows: Sequence[Any] = session.execute(
-        union_all(
-            select(Activity.kind, Activity.occurred_at, Activity.value, Activity.ref)
-            .where(Activity.lead_id == lead_id, Activity.kind.in_(kinds)),
-            select(literal("captured"), Touchpoint.received_at, literal(None), literal(None))
-            .where(Touchpoint.lead_id == lead_id),
-        )
-    ).all()
+    rows: Sequence[Any] = session.execute(_LEAD_EVENTS, {"lead_id": lead_id}).all()
     events = [EngagementEvent(str(k), _aware(at), v, r) for k, at, v, r in rows]
     return LeadFacts(lead_id, _with_flags(facts), events,
                      PreviousScore(grade, bool(mql), first_grade))
@@ -118,9 +122,42 @@ class FactsBatch:
     """Many leads as columns (``frame`` indexed by position; ``lead_id`` holds the ids)."""
 
     frame: pd.DataFrame
-    events: EventArrays
+    events: KindSums
     previous_grade: np.ndarray  # object: str or None
     previous_mql: np.ndarray  # bool
+
+
+def _raw_rows(session: Session, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Plain driver tuples: no Row objects for a million rows (bulk path only)."""
+    result = session.execute(stmt, params)
+    try:
+        return list(result.cursor.fetchall())  # type: ignore[attr-defined]
+    finally:
+        result.close()
+
+
+_NUMERIC = frozenset({"lead_id", "headcount", "has_phone", "has_email", "has_wechat"})
+
+
+def _frame(rows: list[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in names})
+    # One 2-D object array, then columns: ``zip(*rows)`` costs far more on 100k rows.
+    table = _columns(rows)
+    data: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        if name in _NUMERIC:
+            data[name] = pd.Series(table[:, i],
+                                   dtype="float64" if name == "headcount" else "int64")
+        else:
+            data[name] = pd.Series(table[:, i], dtype=object)
+    return pd.DataFrame(data)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> np.ndarray:
+    table = np.empty((len(rows), len(rows[0])), dtype=object)
+    table[:] = rows
+    return table
 
 
 def _now_param(session: Session, now: datetime) -> Any:
@@ -129,12 +166,42 @@ def _now_param(session: Session, now: datetime) -> Any:
     return now
 
 
+# Text columns a rule may only test for presence: read as a flag instead of the text.
+_FLAGGABLE = frozenset({"phone", "email", "wechat_id", "company", "title", "industry",
+                        "province", "city", "region", "product_interest", "language", "source"})
+# Lead columns the learned model reads (besides channel, contact flags and activity counts).
+MODEL_LEAD_FIELDS = frozenset(c for c in MODEL_COLUMNS if c in LEAD_FACT_COLUMNS)
+
+
+def needed_fields(
+    conditions: Sequence[Condition], *, model: bool
+) -> tuple[set[str], set[str], set[str]]:
+    """What a batch must read for these conditions (and the model): lead columns as values,
+    lead columns only as present/missing flags, and custom field names."""
+    referenced = {c.field for c in conditions}
+    custom = {f.removeprefix("custom.") for f in referenced if f.startswith("custom.")}
+    wanted = {f for f in LEAD_FACT_COLUMNS if f in referenced}
+    presence_only = {
+        f for f in wanted & _FLAGGABLE
+        if all(c.op in (Op.PRESENT, Op.MISSING) for c in conditions if c.field == f)
+    }
+    values = wanted - presence_only
+    if model:
+        values |= MODEL_LEAD_FIELDS
+    return values, presence_only - values, custom
+
+
 def read_batch(
     *, session: Session, now: datetime, id_range: tuple[int, int] | None = None,
-    ids: Sequence[int] | None = None, custom_fields: Collection[str] = (),
-    with_tags: bool = False,
+    ids: Sequence[int] | None = None, fields: Collection[str] = LEAD_FACT_COLUMNS,
+    flags: Collection[str] = (), custom_fields: Collection[str] = (),
+    engagement: EngagementConfig,
 ) -> FactsBatch:
-    """Facts of the live leads with ids in ``[low, high)`` or in ``ids``, as columns."""
+    """Facts of the live leads with ids in ``[low, high)`` or in ``ids``, as columns.
+
+    ``fields`` are read as values and ``flags`` only as known/unknown (``True``/``None``),
+    which is all a presence rule needs and far less to move for a million phone numbers.
+    """
     sqlite = session.get_bind().dialect.name == "sqlite"
     params: dict[str, Any]
     binds: list[Any]
@@ -145,68 +212,113 @@ def read_batch(
         assert id_range is not None
         where, params = "l.id >= :low AND l.id < :high", {"low": id_range[0], "high": id_range[1]}
         binds = []
-    columns = [c for c in LEAD_FACT_COLUMNS if c != "tags" or with_tags]
-    custom = ", l.custom_fields" if custom_fields else ""
+    columns = [c for c in LEAD_FACT_COLUMNS if c in fields]
+    flagged = [c for c in LEAD_FACT_COLUMNS if c in flags]
+    known = "CASE WHEN l.{c} IS NULL OR l.{c} = '' THEN 0 ELSE 1 END"
+    selected = [
+        "l.id", *(f"l.{c}" for c in columns), *(known.format(c=c) for c in flagged),
+        *(["l.custom_fields"] if custom_fields else []), "c.channel",
+        *(known.format(c=c) for c, _ in _CONTACT_FLAGS), "s.grade", "s.is_mql",
+    ]
     select_leads = text(
-        f"SELECT l.id, {', '.join('l.' + c for c in columns)}{custom}, c.channel, "
-        "s.grade, s.is_mql FROM lead l "
+        f"SELECT {', '.join(selected)} FROM lead l "
         "LEFT JOIN campaign c ON c.id = l.campaign_id "
         "LEFT JOIN lead_score s ON s.lead_id = l.id "
         f"WHERE {where} AND l.status != 'merged' ORDER BY l.id"
     ).bindparams(*binds)
-    rows = session.execute(select_leads, params).all()
-    names = ["lead_id", *columns, *(["custom_fields"] if custom_fields else []), "channel",
-             "_grade", "_mql"]
-    frame = pd.DataFrame.from_records(rows, columns=names)
-    if with_tags:
+    rows = _raw_rows(session, select_leads, params)
+    names = ["lead_id", *columns, *(f"_known_{c}" for c in flagged),
+             *(["custom_fields"] if custom_fields else []), "channel",
+             *(flag for _, flag in _CONTACT_FLAGS), "_grade", "_mql"]
+    frame = _frame(rows, names)
+    for c in flagged:
+        known_values = frame.pop(f"_known_{c}").astype(bool).to_numpy()
+        flag_values = np.full(len(frame), None, dtype=object)
+        flag_values[known_values] = True
+        frame[c] = pd.Series(flag_values, dtype=object)
+    if "tags" in columns:
         frame["tags"] = frame["tags"].map(_json_list)
     if custom_fields:
         parsed = frame.pop("custom_fields").map(_json_dict)
         for name in custom_fields:
             frame[f"custom.{name}"] = parsed.map(lambda d, n=name: d.get(n))
-    for column, flag in _CONTACT_FLAGS:
-        frame[flag] = frame[column].notna().astype(np.int8)
+    for _, flag in _CONTACT_FLAGS:
+        frame[flag] = frame[flag].astype(np.int8)
     previous_grade = frame.pop("_grade").to_numpy(dtype=object)
     previous_mql = frame.pop("_mql").fillna(False).astype(bool).to_numpy()
     events = _read_events(session, frame["lead_id"].to_numpy(), where, params, binds, now,
-                          sqlite)
+                          sqlite, engagement)
     return FactsBatch(frame, events, previous_grade, previous_mql)
 
 
 def _read_events(
     session: Session, lead_ids: np.ndarray, where: str, params: dict[str, Any],
-    binds: list[Any], now: datetime, sqlite: bool,
-) -> EventArrays:
+    binds: list[Any], now: datetime, sqlite: bool, config: EngagementConfig,
+) -> KindSums:
+    """Events summed per (lead, kind) in SQL: counts and decayed points.
+
+    The points of each event (its kind's, a matching page's, times its value when per-value)
+    and the decay are computed by the database, so a million events never cross the wire.
+    The one-lead path computes the same with :func:`leadflow.scoring.rules.event_points`.
+    """
     if sqlite:
         age = "julianday(:now) - julianday({col})"
+        contains, largest = "instr(lower(e.ref), {p}) > 0", "max"
     else:
         age = "EXTRACT(EPOCH FROM (CAST(:now AS timestamptz) - {col})) / 86400.0"
+        contains, largest = "strpos(lower(e.ref), {p}) > 0", "greatest"
+    points, point_params = _points_sql(config, contains)
     kinds = ", ".join(f"'{k}'" for k in _ENGAGEMENT)
     lead_where = where.replace("l.id", "x.lead_id")
     sql = text(
-        f"SELECT x.lead_id, x.kind, {age.format(col='x.occurred_at')}, x.value, x.ref "
+        f"SELECT e.lead_id, e.kind, COUNT(*), "
+        f"SUM({points} * power(0.5, {largest}(e.age, 0) / :half_life)) FROM ("
+        f"SELECT x.lead_id, x.kind, {age.format(col='x.occurred_at')} AS age, x.value, x.ref "
         f"FROM activity x WHERE {lead_where} AND x.kind IN ({kinds}) "
         f"UNION ALL SELECT x.lead_id, 'captured', {age.format(col='x.received_at')}, "
         f"NULL, NULL FROM touchpoint x WHERE {lead_where}"
+        ") e GROUP BY e.lead_id, e.kind"
     ).bindparams(*binds)
-    rows = session.execute(sql, {**params, "now": _now_param(session, now)}).all()
+    rows = _raw_rows(session, sql, {**params, **point_params, "now": _now_param(session, now),
+                                    "half_life": config.half_life_days})
     if not rows:
         empty = np.array([], dtype=object)
-        return EventArrays(np.array([], dtype=np.int64), empty, np.array([]), np.array([]),
-                           empty)
-    lead_col, kind_col, age_col, value_col, ref_col = zip(*rows, strict=True)
+        return KindSums(np.array([], dtype=np.int64), empty, np.array([], dtype=np.int64),
+                        np.array([]))
+    table = _columns(rows)
+    event_leads = table[:, 0].astype(np.int64)
     # Events of merged leads are not in the frame: drop them.
-    positions = np.searchsorted(lead_ids, np.asarray(lead_col, dtype=np.int64))
+    positions = np.searchsorted(lead_ids, event_leads)
     positions = np.minimum(positions, max(len(lead_ids) - 1, 0))
-    keep = lead_ids[positions] == np.asarray(lead_col, dtype=np.int64) if len(lead_ids) \
-        else np.zeros(len(lead_col), dtype=bool)
-    return EventArrays(
+    keep = lead_ids[positions] == event_leads if len(lead_ids) \
+        else np.zeros(len(rows), dtype=bool)
+    return KindSums(
         row=positions[keep],
-        kind=np.asarray(kind_col, dtype=object)[keep],
-        age_days=np.asarray(age_col, dtype=float)[keep],
-        value=np.asarray([np.nan if v is None else v for v in value_col], dtype=float)[keep],
-        ref=np.asarray(ref_col, dtype=object)[keep],
+        kind=table[keep, 1],
+        count=table[keep, 2].astype(np.int64),
+        points=table[keep, 3].astype(float),
     )
+
+
+def _points_sql(config: EngagementConfig, contains: str) -> tuple[str, dict[str, Any]]:
+    """A SQL expression of one event's points under ``config`` (values bound, not inlined)."""
+    params: dict[str, Any] = {}
+    branches = []
+    for i, (kind, rule) in enumerate(sorted(config.activities.items())):
+        params[f"k{i}"], params[f"b{i}"] = kind, rule.points
+        expr = f":b{i}"
+        if rule.pages:
+            cases = []
+            for j, (page, page_points) in enumerate(rule.pages.items()):
+                params[f"p{i}_{j}"], params[f"pp{i}_{j}"] = page.lower(), page_points
+                cases.append(f"WHEN {contains.format(p=f':p{i}_{j}')} THEN :pp{i}_{j}")
+            expr = f"(CASE {' '.join(cases)} ELSE :b{i} END)"
+        if rule.per_value:
+            expr = f"{expr} * COALESCE(e.value, 1)"
+        branches.append(f"WHEN :k{i} THEN {expr}")
+    if not branches:
+        return "0", params
+    return f"(CASE e.kind {' '.join(branches)} ELSE 0 END)", params
 
 
 def _json_list(value: Any) -> Any:

@@ -155,6 +155,9 @@ class ColumnSpec:
     categories: list[str] = field(default_factory=list)
     missing_share: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.kind = ColumnKind(self.kind)  # accept "numeric" as well as the enum
+
     @property
     def other_code(self) -> int:
         return len(self.categories)
@@ -164,7 +167,7 @@ class ColumnSpec:
         if code != code:
             return "missing"
         if self.kind is ColumnKind.NUMERIC:
-            return f"{code:g}"
+            return str(int(code)) if code.is_integer() and abs(code) < 1e15 else f"{code:.4g}"
         index = int(code)
         return self.categories[index] if index < len(self.categories) else "other"
 

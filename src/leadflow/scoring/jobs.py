@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -20,7 +21,7 @@ from leadflow.errors import DomainError
 from leadflow.leads.models import Lead, LeadStatus, Touchpoint
 from leadflow.scoring import batch, learning
 from leadflow.scoring import service as scoring_service
-from leadflow.scoring.facts import MODEL_COLUMNS, add_counts, read_batch
+from leadflow.scoring.facts import MODEL_COLUMNS, MODEL_LEAD_FIELDS, add_counts, read_batch
 from leadflow.scoring.models import ScoringModel
 from leadflow.scoring.rules import engagement_scores
 from leadflow.scoring.schemas import RulesetDocument
@@ -60,11 +61,24 @@ def rescore_all(
         ) or 0)
     summary.ruleset_version = ruleset.version
     summary.model_id = model[0] if model else None
-    for chunk in chunks:
+
+    def read(chunk: dict[str, object]) -> batch.FactsBatch:
         with session_scope() as session:
-            batch.score_chunk(session, chunk, ruleset, model, now, summary)
-        if progress:
-            progress(summary.leads, total)
+            return batch.read_chunk(session, chunk, ruleset.document, now,
+                                    model=model is not None)
+
+    # Read the next chunk on a second connection while this one is scored and written: the
+    # drivers release the GIL inside the database, so the two overlap on two cores.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read") as reader:
+        pending = reader.submit(read, chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            assert pending is not None
+            facts = pending.result()
+            pending = reader.submit(read, chunks[i + 1]) if i + 1 < len(chunks) else None
+            with session_scope() as session:
+                batch.store_chunk(session, facts, ruleset, model, now, summary)
+            if progress:
+                progress(summary.leads, total)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -105,11 +119,13 @@ def training_frame(
         chunks = _chunks(session, None, chunk_size)
     for chunk in chunks:
         with session_scope() as session:
-            batch = read_batch(session=session, now=now, **chunk)  # type: ignore[arg-type]
+            engagement = RulesetDocument().engagement
+            batch = read_batch(session=session, now=now, engagement=engagement,
+                               fields={"status", *MODEL_LEAD_FIELDS},
+                               **chunk)  # type: ignore[arg-type]
             if not len(batch.frame):
                 continue
-            _, counts = engagement_scores(RulesetDocument().engagement, batch.events,
-                                          len(batch.frame))
+            _, counts = engagement_scores(engagement, batch.events, len(batch.frame))
             frame = add_counts(batch.frame, counts)
             low, high = cast(tuple[int, int], chunk["id_range"])
             old = {int(i) for (i,) in session.execute(

@@ -19,24 +19,28 @@ tested to equal ``predict_frame``, which catches drift in scikit-learn's interna
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import warnings
+import zipfile
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 import skops.io as sio
 from scipy import sparse
+from sklearn import __version__ as sklearn_version
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
+from threadpoolctl import threadpool_limits
 
 from leadflow.errors import DomainError
 from leadflow.scoring.features import (
@@ -48,6 +52,8 @@ from leadflow.scoring.features import (
     parse_target,
     read_history,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CANDIDATES",
@@ -83,6 +89,8 @@ FREQUENCY_PRIOR_ROWS = 20.0  # m-estimate: a bin's rate is pulled to the base ra
 FREQUENCY_BINS = 10
 LOGISTIC_CS = (0.03, 0.3, 3.0)  # searched by the same cross-validation
 GBT_MAX_ITER = 150
+PARALLEL_MIN_ROWS = 20_000  # smaller frames are scored by scikit-learn on one thread
+QUICKSCORER_BLOCK = 5_000  # rows per block: the block's state bytes stay in cache
 
 BLOB_FORMAT = "leadflow.conversion-model"
 BLOB_VERSION = 1
@@ -356,22 +364,28 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, c: float) -> 
 
 
 def _fit_gbt(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, seed: int) -> _Trees:
-    """Histogram gradient boosting, kept modest: ≤150 shallow trees with early stopping."""
+    """Histogram gradient boosting, kept modest: ≤150 small trees with early stopping.
+
+    Small trees (8 leaves), because histories are small and positives rare: on a few
+    thousand leads, bigger trees overfit the interactions they are meant to find; 8 leaves
+    also let the batch scorer hold each tree's leaves in one byte. Leaves hold at least
+    10–50 leads, growing with the history. Training runs on one OpenMP thread (see train).
+    """
     mask = np.array([c.kind is ColumnKind.CATEGORICAL for c in spec.columns])
     estimator = HistGradientBoostingClassifier(
         learning_rate=0.1,
         max_iter=GBT_MAX_ITER,
-        max_leaf_nodes=15,
+        max_leaf_nodes=8,
         min_samples_leaf=int(max(10, min(50, len(y) // 200))),
         l2_regularization=1.0,
         categorical_features=mask if mask.any() else None,
         early_stopping=True,
         validation_fraction=0.1,
-        n_iter_no_change=15,
+        n_iter_no_change=20,
         random_state=seed,
     )
     estimator.fit(X, y)
-    return _Trees(estimator, len(spec.columns))
+    return _Trees(estimator, spec)
 
 
 def _bits(words: np.ndarray) -> list[int]:
@@ -380,18 +394,32 @@ def _bits(words: np.ndarray) -> list[int]:
 
 
 class _Trees:
-    """A fitted HistGradientBoostingClassifier plus a pure-Python walker of its trees.
+    """A fitted HistGradientBoostingClassifier and two fast evaluators of its trees.
 
-    scikit-learn's ``predict_proba`` on one row costs milliseconds (per-tree Python calls and
-    OpenMP start-up); the walker flattens every tree into plain lists once, at load time,
-    and evaluates one lead in a few hundred microseconds. It mirrors
-    ``_predict_one_from_raw_data``: NaN follows ``missing_go_to_left``; a categorical value
-    goes left if in the node's bitset, right if a known category, else the missing way; a
-    number goes left if ``<=`` the threshold. Internal nodes also keep the training-count
-    weighted mean of their leaves, for Saabas path attributions.
+    scikit-learn's own prediction is too slow for both of our uses: ``predict_proba`` on one
+    row costs milliseconds (per-tree Python calls, OpenMP start-up), and on a million rows
+    it costs ~45 ns per tree per row on one core. So at load time the trees are flattened:
+
+    * for one lead, a pure-Python walker mirroring ``_predict_one_from_raw_data``: NaN
+      follows ``missing_go_to_left``; a categorical value goes left if in the node's
+      bitset, right if a known category, else the missing way; a number goes left if
+      ``<=`` the threshold. Internal nodes keep the training-count weighted mean of their
+      leaves, for Saabas path attributions;
+    * for frames, QuickScorer (Lucchese et al., SIGIR 2015) in numpy: each tree's ≤ 8
+      leaves are bits of one byte; every node that sends a row right clears the bits of
+      its left subtree's leaves, and the lowest bit left standing is the exit leaf. Per
+      column, the masks of all its nodes fold into one table indexed by category (or by
+      the rank of the value among the column's thresholds), so scoring a block of rows is
+      one gather-and-AND per column and one gather per tree.
+
+    Both are checked against scikit-learn on synthetic rows at load time (values on,
+    just above and just below every threshold; every category; missing). Should a future
+    scikit-learn change its tree internals, the check fails and scikit-learn's own,
+    slower prediction is used instead, with a warning.
     """
 
-    def __init__(self, estimator: HistGradientBoostingClassifier, n_columns: int) -> None:
+    def __init__(self, estimator: HistGradientBoostingClassifier, spec: FeatureSpec) -> None:
+        n_columns = len(spec.columns)
         if estimator.n_trees_per_iteration_ != 1 or estimator.n_features_in_ != n_columns:
             raise ModelError("gbt model does not match its feature spec")
         self.estimator = estimator
@@ -437,11 +465,147 @@ class _Trees:
         self._walk = (feature, threshold, left, right, missing, left_set, known, value)
         self._expected = expected
         self._roots = roots
+        self._tables = self._quickscorer_tables(spec)
+        self.fast = self._tables is not None and self._agrees_with_sklearn(spec)
+        if not self.fast:
+            log.warning(
+                "gbt fast paths disagree with scikit-learn %s; scoring through scikit-learn",
+                sklearn_version,
+            )
+
+    def _next(self, i: int, x: float) -> int:
+        """The child of internal node ``i`` that value ``x`` goes to."""
+        _, threshold, left, right, missing, left_set, known, _ = self._walk
+        if x != x:
+            return missing[i]
+        cats = left_set[i]
+        if cats is None:
+            return left[i] if x <= threshold[i] else right[i]
+        if x in cats:
+            return left[i]
+        return right[i] if x in known[i] else missing[i]  # type: ignore[operator]
+
+    def _leaves(self, i: int) -> list[int]:
+        """The leaves under node ``i``, left to right."""
+        feature, _, left, right, *_ = self._walk
+        if feature[i] < 0:
+            return [i]
+        return self._leaves(left[i]) + self._leaves(right[i])
+
+    def _quickscorer_tables(self, spec: FeatureSpec) -> _Tables | None:
+        """Per-column AND-mask tables and per-tree leaf tables; None if a tree is too big."""
+        feature, threshold, left, right, missing, _, _, value = self._walk
+        n_trees = len(self._roots)
+        leaf_values = np.zeros((n_trees, 8))
+        masks: dict[int, list[tuple[int, int, int]]] = {}  # column -> [(tree, mask, node)]
+        for t, root in enumerate(self._roots):
+            leaves = self._leaves(root)
+            if len(leaves) > 8:
+                return None
+            bit = {leaf: k for k, leaf in enumerate(leaves)}
+            leaf_values[t, : len(leaves)] = [value[i] for i in leaves]
+            stack = [root]
+            while stack:
+                i = stack.pop()
+                if feature[i] < 0:
+                    continue
+                mask = 0xFF
+                for leaf in self._leaves(left[i]):
+                    mask &= ~(1 << bit[leaf])
+                masks.setdefault(feature[i], []).append((t, mask & 0xFF, i))
+                stack += [left[i], right[i]]
+        columns: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+        for j, nodes in sorted(masks.items()):
+            col = spec.columns[j]
+            if col.kind is ColumnKind.CATEGORICAL:
+                slots = [float(c) for c in range(col.other_code + 1)] + [math.nan]
+                table = np.full((len(slots), n_trees), 0xFF, dtype=np.uint8)
+                for t, mask, i in nodes:
+                    for s, x in enumerate(slots):
+                        if self._next(i, x) == right[i]:
+                            table[s, t] &= mask
+                columns.append((j, table, None))
+                continue
+            # A value clears the masks of the nodes whose threshold is below it: a prefix
+            # of the nodes sorted by threshold. The last row is for missing values.
+            nodes.sort(key=lambda tmi: threshold[tmi[2]])
+            table = np.empty((len(nodes) + 2, n_trees), dtype=np.uint8)
+            running = np.full(n_trees, 0xFF, dtype=np.uint8)
+            table[0] = running
+            for k, (t, mask, _) in enumerate(nodes, start=1):
+                running[t] &= mask
+                table[k] = running
+            table[-1] = 0xFF
+            for t, mask, i in nodes:
+                if missing[i] == right[i]:
+                    table[-1, t] &= mask
+            columns.append((j, table, np.array([threshold[i] for _, _, i in nodes])))
+        lowest_bit = [(s & -s).bit_length() - 1 if s else 0 for s in range(256)]
+        exits = leaf_values[:, lowest_bit]  # tree × byte state -> exit leaf value
+        return _Tables(columns, exits.ravel(), np.arange(n_trees, dtype=np.intp) * 256)
+
+    def _agrees_with_sklearn(self, spec: FeatureSpec) -> bool:
+        """Compare both fast paths with scikit-learn on rows built to hit every branch."""
+        rng = np.random.default_rng(0)
+        n = 240
+        feature, threshold, *_ = self._walk
+        X = np.empty((n, len(spec.columns)))
+        for j, col in enumerate(spec.columns):
+            if col.kind is ColumnKind.CATEGORICAL:
+                X[:, j] = rng.integers(0, col.other_code + 1, n)
+            else:
+                cuts = np.array([threshold[i] for i, f in enumerate(feature) if f == j])
+                if len(cuts) == 0:
+                    X[:, j] = rng.normal(size=n)
+                    continue
+                at = rng.choice(cuts, n)
+                towards = rng.choice(np.array([-np.inf, np.nan, np.inf]), n)
+                X[:, j] = np.where(np.isnan(towards), at, np.nextafter(at, towards))
+            X[rng.random(n) < 0.15, j] = np.nan
+        reference = self._sklearn(X)
+        if not np.allclose(self._quickscore(X), reference, rtol=0, atol=1e-9):
+            return False
+        return all(
+            abs(self._raw_walk(row) - ref) <= 1e-9
+            for row, ref in zip(X[:60].tolist(), reference[:60].tolist(), strict=True)
+        )
+
+    def _sklearn(self, X: np.ndarray) -> np.ndarray:
+        # One OpenMP region per tree: below PARALLEL_MIN_ROWS rows a second thread costs
+        # more in barriers than it saves.
+        threads = 1 if X.shape[0] < PARALLEL_MIN_ROWS else None
+        raw = self.estimator._raw_predict(X, n_threads=threads)
+        return np.asarray(raw[:, 0], dtype=np.float64)
+
+    def _quickscore(self, X: np.ndarray) -> np.ndarray:
+        assert self._tables is not None
+        columns, exits, offsets = self._tables
+        out = np.empty(X.shape[0])
+        for start in range(0, X.shape[0], QUICKSCORER_BLOCK):
+            block = X[start : start + QUICKSCORER_BLOCK]
+            state = np.full((block.shape[0], len(offsets)), 0xFF, dtype=np.uint8)
+            for j, table, thresholds in columns:
+                values = block[:, j]
+                missing = np.isnan(values)
+                if thresholds is None:
+                    slots = np.where(missing, len(table) - 1, values).astype(np.intp)
+                else:
+                    slots = np.searchsorted(thresholds, values, side="left")
+                    slots[missing] = len(table) - 1
+                state &= table[slots]
+            leaves = exits[state.astype(np.intp) + offsets]
+            out[start : start + block.shape[0]] = self.baseline + leaves.sum(axis=1)
+        return out
 
     def raw_frame(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.estimator.decision_function(X), dtype=np.float64).ravel()
+        return self._quickscore(X) if self.fast else self._sklearn(X)
 
     def raw_values(self, values: list[float]) -> float:
+        if not self.fast:
+            return float(self._sklearn(np.array([values], dtype=np.float64))[0])
+        return self._raw_walk(values)
+
+    def _raw_walk(self, values: list[float]) -> float:
         feature, threshold, left, right, missing, left_set, known, value = self._walk
         total = self.baseline
         for i in self._roots:
@@ -466,29 +630,26 @@ class _Trees:
 
     def contributions(self, values: list[float]) -> dict[int, float]:
         """Saabas attributions: each split's change in expected value goes to its feature."""
-        feature, threshold, left, right, missing, left_set, known, _ = self._walk
+        feature = self._walk[0]
         expected = self._expected
         out: dict[int, float] = {}
         for i in self._roots:
             f = feature[i]
             while f >= 0:
-                x = values[f]
-                if x != x:
-                    nxt = missing[i]
-                else:
-                    cats = left_set[i]
-                    if cats is None:
-                        nxt = left[i] if x <= threshold[i] else right[i]
-                    elif x in cats:
-                        nxt = left[i]
-                    elif x in known[i]:  # type: ignore[operator]
-                        nxt = right[i]
-                    else:
-                        nxt = missing[i]
+                nxt = self._next(i, values[f])
                 out[f] = out.get(f, 0.0) + expected[nxt] - expected[i]
                 i = nxt
                 f = feature[i]
         return out
+
+
+class _Tables(NamedTuple):
+    """QuickScorer tables: per used column (index, mask table, sorted thresholds or None for
+    a categorical), exit-leaf values by tree × byte state, and each tree's offset therein."""
+
+    columns: list[tuple[int, np.ndarray, np.ndarray | None]]
+    exits: np.ndarray
+    offsets: np.ndarray
 
 
 def _column_map(
@@ -696,7 +857,7 @@ class ConversionModel:
             estimator = data.get("estimator")
             if not isinstance(estimator, HistGradientBoostingClassifier):
                 raise ModelError(f"gbt blob holds {type(estimator).__name__}, not trees")
-            scorer = _Trees(estimator, len(feature_spec.columns))
+            scorer = _Trees(estimator, feature_spec)
         else:
             raise ModelError(f"unknown model kind {kind!r}; expected one of {CANDIDATES}")
         return cls(
@@ -707,10 +868,11 @@ class ConversionModel:
     def _dump(self) -> bytes:
         header = {"format": BLOB_FORMAT, "version": BLOB_VERSION, "kind": self.kind}
         if isinstance(self._scorer, _Trees):
+            # Deflate: the tree arrays are mostly zeros and repeated thresholds (~5× smaller).
             return bytes(sio.dumps({
                 **header, "estimator": self._scorer.estimator,
                 "calibration": json.dumps(self._calibration.payload),
-            }))
+            }, compression=zipfile.ZIP_DEFLATED))
         assert isinstance(self._scorer, _Additive)
         body = {**header, "scorer": self._scorer.payload, "calibration": self._calibration.payload}
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -723,7 +885,7 @@ class ConversionModel:
         return self._predict_matrix(self.spec.encode_frame(frame))
 
     def predict_row(self, row: Mapping[str, Any]) -> float:
-        """The calibrated probability of one lead, without scikit-learn or numpy calls."""
+        """The calibrated probability of one lead: pure Python, tens of microseconds."""
         return self._calibration.value(self._scorer.raw_values(self.spec.encode_values(row)))
 
     def explain_row(self, row: Mapping[str, Any], top: int = 5) -> list[Contribution]:
@@ -815,9 +977,14 @@ def _check_blob(data: Any, kind: str) -> _Calibration:
             f"expected {kind!r} version {BLOB_VERSION}"
         )
     calibration = data.get("calibration")
-    if isinstance(calibration, str):
-        calibration = json.loads(calibration)
-    return _Calibration(calibration)
+    try:
+        if isinstance(calibration, str):
+            calibration = json.loads(calibration)
+        if not isinstance(calibration, dict):
+            raise ModelError("model blob has no calibration")
+        return _Calibration(calibration)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"model blob has a malformed calibration ({exc})") from exc
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -875,29 +1042,13 @@ def train(
     )
     X_train, y_train, X_test, y_test = X[train_rows], y[train_rows], X[test_rows], y[test_rows]
 
-    oof, cv_scores, best_c = _cross_validate(X_train, y_train, spec, kinds, folds, seed, say)
-    candidates_report: dict[str, dict[str, Any]] = {}
-    for kind in kinds:
-        candidates_report[kind] = {
-            "cv_auc": float(np.mean(cv_scores[kind])),
-            "cv_auc_std": float(np.std(cv_scores[kind])),
-        }
+    with threadpool_limits(limits=1, user_api="openmp"):
+        # Many sub-second fits gain little from a second thread, and when another process
+        # holds a core, OpenMP barriers made each fit 30× slower (0.3 s → 10 s measured).
+        oof, candidates_report, fitted = _compare(
+            X_train, y_train, X_test, y_test, spec, kinds, folds, seed, say
+        )
     chosen = max(kinds, key=lambda k: (candidates_report[k]["cv_auc"], -_SIMPLICITY[k]))
-
-    fitted: dict[str, _Scorer] = {}
-    for kind in kinds:
-        say(f"fitting {kind} on the training part")
-        scorer = _fit(kind, X_train, y_train, spec, seed, best_c)
-        fitted[kind] = scorer
-        raw = scorer.raw_frame(X_test)
-        candidates_report[kind]["holdout_auc"] = float(roc_auc_score(y_test, raw))
-        candidates_report[kind]["holdout_pr_auc"] = float(average_precision_score(y_test, raw))
-    if "logistic" in kinds:
-        candidates_report["logistic"]["C"] = best_c
-    if "gbt" in kinds:
-        trees = fitted["gbt"]
-        assert isinstance(trees, _Trees)
-        candidates_report["gbt"]["n_iter"] = int(trees.estimator.n_iter_)
 
     say(f"calibrating {chosen}")
     calibration = _fit_calibration(oof[chosen], y_train)
@@ -928,6 +1079,40 @@ def train(
     model.metrics = metrics
     say(f"chose {chosen}: holdout ROC AUC {metrics['holdout']['roc_auc']:.3f}")
     return TrainResult(kind=chosen, spec=spec, blob=model._dump(), metrics=metrics)
+
+
+def _compare(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    spec: FeatureSpec,
+    kinds: list[str],
+    folds: int,
+    seed: int,
+    say: Callable[[str], None],
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]], dict[str, _Scorer]]:
+    """Cross-validate every candidate, then refit each on the training part and score the
+    holdout: out-of-fold raw scores, the per-candidate report, and the refitted scorers."""
+    oof, cv_scores, best_c = _cross_validate(X_train, y_train, spec, kinds, folds, seed, say)
+    report: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, _Scorer] = {}
+    for kind in kinds:
+        say(f"fitting {kind} on the training part")
+        scorer = _fit(kind, X_train, y_train, spec, seed, best_c)
+        fitted[kind] = scorer
+        raw = scorer.raw_frame(X_test)
+        report[kind] = {
+            "cv_auc": float(np.mean(cv_scores[kind])),
+            "cv_auc_std": float(np.std(cv_scores[kind])),
+            "holdout_auc": float(roc_auc_score(y_test, raw)),
+            "holdout_pr_auc": float(average_precision_score(y_test, raw)),
+        }
+        if kind == "logistic":
+            report[kind]["C"] = best_c
+        if isinstance(scorer, _Trees):
+            report[kind]["n_iter"] = int(scorer.estimator.n_iter_)
+    return oof, report, fitted
 
 
 def _fit(

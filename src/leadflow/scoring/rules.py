@@ -161,13 +161,42 @@ def _hashable(value: Any) -> Any:
 
 
 def condition_mask(cond: Condition, column: pd.Series | None, n: int) -> np.ndarray:
-    """``condition_holds`` over a whole column (one call per distinct value)."""
+    """``condition_holds`` over a whole column.
+
+    Numbers compared with numbers, and emptiness, are plain array operations (they mean the
+    same as in :func:`condition_holds`: NaN is missing, and missing fails a comparison); any
+    other condition is answered once per distinct value and spread back.
+    """
     if column is None:
         return np.full(n, condition_holds(cond, None), dtype=bool)
-    values = column
-    if values.dtype == object:
-        values = values.map(_hashable)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    numeric = column.dtype.kind in "iuf"
+    if cond.op in (Op.PRESENT, Op.MISSING):
+        missing = column.isna().to_numpy()
+        if not numeric:
+            try:  # blank text and empty lists are missing too (``.str`` measures both)
+                missing = missing | column.str.len().eq(0).to_numpy() \
+                    | column.str.strip().eq("").to_numpy()
+            except AttributeError:  # no text at all in the column
+                missing = np.fromiter(map(_is_missing, column), dtype=bool, count=len(column))
+        return missing if cond.op is Op.MISSING else ~missing
+    if numeric and cond.op in (Op.GTE, Op.LTE, Op.BETWEEN):
+        values = column.to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            if cond.op is Op.GTE:
+                return values >= cond.value
+            if cond.op is Op.LTE:
+                return values <= cond.value
+            low, high = cond.value
+            hit = ~np.isnan(values)
+            if low is not None:
+                hit &= values >= low
+            if high is not None:
+                hit &= values <= high
+            return hit
+    try:
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    except TypeError:  # lists (tags) are not hashable: compare them as tuples
+        codes, uniques = pd.factorize(column.map(_hashable), use_na_sentinel=True)
     answers = np.fromiter((condition_holds(cond, u) for u in uniques), dtype=bool,
                           count=len(uniques))
     when_missing = condition_holds(cond, None)
@@ -278,51 +307,32 @@ def _clamp_engagement(config: EngagementConfig, total: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class EventArrays:
-    """Many leads' events as columns: ``row`` is each event's lead position in the batch."""
+class KindSums:
+    """Many leads' events summed per (lead, kind): ``row`` is the lead's position in the
+    batch, ``points`` the decayed points of those events (computed where the events are)."""
 
     row: np.ndarray  # int
     kind: np.ndarray  # object (str)
-    age_days: np.ndarray  # float
-    value: np.ndarray  # float, NaN when absent
-    ref: np.ndarray  # object (str or None)
+    count: np.ndarray  # int
+    points: np.ndarray  # float
 
 
 def engagement_scores(
-    config: EngagementConfig, events: EventArrays, n: int
+    config: EngagementConfig, sums: KindSums, n: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Engagement of ``n`` leads (same steps as :func:`engagement_score`), and kind counts."""
-    kind_codes, kinds = pd.factorize(events.kind)
+    """Engagement of ``n`` leads from their per-kind sums (steps 3 and 4 of
+    :func:`engagement_score`), and how many events of each kind each lead has."""
+    kind_codes, kinds = pd.factorize(sums.kind)
     k = max(len(kinds), 1)
-    flat = events.row.astype(np.int64) * k + kind_codes
-    counts = np.bincount(flat, minlength=n * k).reshape(n, k) if len(flat) else np.zeros((n, k))
-    by_kind = {str(kind): counts[:, i] for i, kind in enumerate(kinds)}
+    flat = sums.row.astype(np.int64) * k + kind_codes
     if not len(flat):
-        return np.zeros(n), by_kind
-    # Points per distinct (kind, ref, value), through the one-event function.
-    ref_codes, refs = pd.factorize(pd.Series(events.ref, dtype=object), use_na_sentinel=False)
-    value_codes, values = pd.factorize(events.value, use_na_sentinel=False)
-    r, v = max(len(refs), 1), max(len(values), 1)
-    combined = (kind_codes.astype(np.int64) * r + ref_codes) * v + value_codes
-    distinct, inverse = np.unique(combined, return_inverse=True)
-    unique_points = np.array([
-        _points_or_zero(config, str(kinds[c // (r * v)]), values[c % v], refs[(c // v) % r])
-        for c in distinct
-    ], dtype=float)
-    points = unique_points[inverse]
-    weights = points * np.power(0.5, np.maximum(events.age_days, 0.0) / config.half_life_days)
-    sums = np.bincount(flat, weights=weights, minlength=n * k).reshape(n, k)
+        return np.zeros(n), {}
+    counts = np.bincount(flat, weights=sums.count, minlength=n * k).reshape(n, k)
+    by_kind = {str(kind): counts[:, i].astype(np.int64) for i, kind in enumerate(kinds)}
+    totals = np.bincount(flat, weights=sums.points, minlength=n * k).reshape(n, k)
     caps = np.array([_cap(config, str(kind)) for kind in kinds])
-    sums = np.clip(sums, -caps, caps)
-    return np.clip(sums.sum(axis=1), config.min_total, config.max_total), by_kind
-
-
-def _points_or_zero(config: EngagementConfig, kind: str, value: Any, ref: Any) -> float:
-    rule = config.activities.get(kind)
-    if rule is None:
-        return 0.0
-    number = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-    return event_points(rule, number, ref if isinstance(ref, str) else None)
+    totals = np.clip(totals, -caps, caps)
+    return np.clip(totals.sum(axis=1), config.min_total, config.max_total), by_kind
 
 
 def _cap(config: EngagementConfig, kind: str) -> float:

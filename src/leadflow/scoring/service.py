@@ -100,14 +100,38 @@ def current_ruleset(*, session: Session) -> Ruleset:
         select(ScoringRuleset.id, ScoringRuleset.version, ScoringRuleset.digest)
         .order_by(ScoringRuleset.version.desc()).limit(1)
     ).one_or_none()
-    if row is None:
+    return _ruleset(session, *(row or (None, 0, None)))
+
+
+def _ruleset(session: Session, row_id: int | None, version: int, digest: str | None) -> Ruleset:
+    if row_id is None or digest is None:
         return Ruleset(0, default_document())
-    row_id, version, digest = row
     if digest not in _parsed:
         document = session.scalar(
             select(ScoringRuleset.document).where(ScoringRuleset.id == row_id))
         _parsed[digest] = RulesetDocument.model_validate(document)
     return Ruleset(version, _parsed[digest])
+
+
+_newest = select(ScoringRuleset).order_by(ScoringRuleset.version.desc()).limit(1)
+_active = select(ScoringModel).where(ScoringModel.is_active).limit(1)
+# The rule set and model in force, in one round trip (the one-lead path runs per event).
+_IN_FORCE = select(
+    _newest.with_only_columns(ScoringRuleset.id).scalar_subquery(),
+    _newest.with_only_columns(ScoringRuleset.version).scalar_subquery(),
+    _newest.with_only_columns(ScoringRuleset.digest).scalar_subquery(),
+    _active.with_only_columns(ScoringModel.id).scalar_subquery(),
+    _active.with_only_columns(ScoringModel.digest).scalar_subquery(),
+)
+
+
+def in_force(*, session: Session) -> tuple[Ruleset, tuple[int, learning.ConversionModel] | None]:
+    """The rule set and the active model (if any), read with one query."""
+    ruleset_id, version, digest, model_id, model_digest = session.execute(_IN_FORCE).one()
+    ruleset = _ruleset(session, ruleset_id, version or 0, digest)
+    if model_id is None:
+        return ruleset, None
+    return ruleset, (model_id, _model(session, model_id, model_digest))
 
 
 def save_ruleset(
@@ -156,11 +180,15 @@ def active_model(*, session: Session) -> tuple[int, learning.ConversionModel] | 
     if row is None:
         return None
     model_id, digest = row
+    return model_id, _model(session, model_id, digest)
+
+
+def _model(session: Session, model_id: int, digest: str) -> learning.ConversionModel:
     if digest not in _loaded:
         stored = session.get(ScoringModel, model_id)
         assert stored is not None
         load_model(stored)
-    return model_id, _loaded[digest]
+    return _loaded[digest]
 
 
 def store_model(
@@ -242,8 +270,7 @@ def model_features(facts: LeadFacts) -> dict[str, Any]:
 def _decide(
     session: Session, facts: LeadFacts, now: datetime, *, explain: bool
 ) -> tuple[ScoreDecision, Ruleset, int | None]:
-    ruleset = current_ruleset(session=session)
-    model = active_model(session=session)
+    ruleset, model = in_force(session=session)
     probability = percentile = None
     model_reasons: list[Reason] = []
     model_id = None

@@ -1,0 +1,257 @@
+"""Batch re-score and one-lead re-score (issue 3).
+
+Builds a database of ``--leads`` leads (default 1,000,000) with one touchpoint each and the
+demo's planted engagement history (about 1.5 engagement events per lead), trains a model on a
+sample of it and makes it active. Then, per engine, in the same run:
+
+* **batch re-score**: ``leadflow.scoring.jobs.rescore_all`` after a rule change (so every
+  score moves), ``--runs`` times; the first scoring (every row inserted) is reported too;
+* **raw baseline**: an UPDATE of one column (``score``) of the same rows with new values, in
+  the same 50,000-row transactions, through the fastest plain path each engine has
+  (``executemany`` on SQLite; ``COPY`` into a temporary table and one ``UPDATE … FROM`` on
+  PostgreSQL) — the floor of writing anything per lead;
+* **one lead** (PostgreSQL by default): ``record_activity`` (insert the event, re-score, store,
+  commit) on random leads, next to a raw baseline of a one-row UPDATE and commit.
+
+    python benchmarks/rescore_bench.py --engines sqlite,postgres --leads 1000000 --runs 3 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Timer, emit, fresh_database, median, percentile, use_database, workdir
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+SEED = 5
+CHUNK = 50_000
+INDUSTRIES = ("教育", "软件/信息技术", "金融", "制造业", "零售/电商", "医疗健康", "物流", None)
+TITLES = ("销售总监", "市场经理", "总经理", "CEO", "IT经理", "市场专员", "工程师", "采购经理", None)
+PROVINCES = ("上海", "北京", "广东", "浙江", "四川", "湖北", None)
+CHANNELS = ("seo", "sem", "content", "webinar", "offline_event", "community_group", "referral",
+            "paid_consultation", "gift", "social")
+
+
+def populate(url: str, n: int) -> dict[str, int]:
+    """Campaigns, ``n`` leads with a touchpoint each, planted activities and statuses."""
+    from leadflow.campaigns.models import Campaign
+    from leadflow.db import bulk_insert, session_scope
+    from leadflow.demo.engagement import plant
+    from leadflow.leads.models import Activity, Lead, Touchpoint
+
+    rng = random.Random(SEED)
+    with use_database(url), session_scope() as session:
+        campaign_ids = {}
+        for channel in CHANNELS:
+            row = Campaign(name=f"bench {channel}", channel=channel, is_online=True, cost=0,
+                           currency="CNY", created_at=NOW)
+            session.add(row)
+            session.flush()
+            campaign_ids[channel] = row.id
+    activities = 0
+    with use_database(url):
+        for start in range(0, n, CHUNK):
+            leads, touches, acts = [], [], []
+            for i in range(start + 1, min(n, start + CHUNK) + 1):
+                channel = rng.choice(CHANNELS)
+                created = NOW - timedelta(days=rng.uniform(0, 365))
+                facts = {"industry": rng.choice(INDUSTRIES), "title": rng.choice(TITLES),
+                         "headcount": rng.choice((None, 8, 60, 300, 1500, 8000)),
+                         "channel": channel}
+                planted = plant(facts, created, NOW, rng)
+                leads.append({
+                    "id": i, "name": f"lead {i}", "phone": f"+86138{i:08d}",
+                    "email": f"lead{i}@example.cn" if rng.random() < 0.6 else None,
+                    "industry": facts["industry"], "title": facts["title"],
+                    "headcount": facts["headcount"], "province": rng.choice(PROVINCES),
+                    "product_interest": rng.choice(("CRM", "BI", None)), "tags": [],
+                    "custom_fields": {}, "do_not_contact": False,
+                    "status": planted.status.value, "source": "bench",
+                    "campaign_id": campaign_ids[channel], "created_at": created,
+                    "updated_at": created,
+                })
+                touches.append({"lead_id": i, "original_lead_id": i, "source": "bench",
+                                "external_id": str(i), "campaign_id": campaign_ids[channel],
+                                "received_at": created, "payload": {}})
+                acts += [{"lead_id": i, "kind": a.kind.value, "occurred_at": a.occurred_at,
+                          "summary": "", "detail": {}, "value": a.value, "ref": a.ref}
+                         for a in planted.activities]
+            with session_scope() as session:
+                bulk_insert(session, Lead.__table__, leads)  # type: ignore[arg-type]
+                bulk_insert(session, Touchpoint.__table__, touches)  # type: ignore[arg-type]
+                bulk_insert(session, Activity.__table__, acts)  # type: ignore[arg-type]
+            activities += len(acts)
+        from leadflow.leads.imports import refresh_statistics
+
+        refresh_statistics()
+    return {"leads": n, "activities": activities}
+
+
+def train_sample(url: str, sample: int) -> dict[str, Any]:
+    """Train on a sample of the leads with an outcome; activate the model."""
+    from leadflow.db import session_scope
+    from leadflow.scoring import jobs, learning
+    from leadflow.scoring import service as scoring_service
+
+    with use_database(url):
+        frame = jobs.training_frame(now=NOW, window_days=90)
+        frame = frame.sample(n=min(sample, len(frame)), random_state=SEED)
+        started = time.perf_counter()
+        result = learning.train(frame, target=jobs.TARGET, id_column="lead_id")
+        seconds = time.perf_counter() - started
+        with session_scope() as session:
+            row = scoring_service.store_model(
+                session=session, result=result, source="bench", target=jobs.TARGET,
+                id_column="lead_id", activate=True, actor_id=None, now=NOW)
+            model_id = row.id
+    return {"model_id": model_id, "kind": result.kind, "train_seconds": round(seconds, 1),
+            "rows": len(frame), "holdout_auc": result.metrics["holdout"]["roc_auc"]}
+
+
+def change_rules(url: str, run: int) -> None:
+    """Save a rule set whose fit points differ, so every lead's score moves."""
+    from leadflow.db import session_scope
+    from leadflow.scoring import service as scoring_service
+
+    with use_database(url), session_scope() as session:
+        document = scoring_service.default_document().model_copy(deep=True)
+        for rule in document.fit.rules:
+            rule.points = rule.points + (run % 3) + 1
+        document.grading.weights.fit = 0.5 + 0.05 * (run + 1)
+        scoring_service.save_ruleset(session=session, document=document, note=f"bench {run}",
+                                     actor_id=None, now=NOW)
+
+
+def rescore(url: str) -> dict[str, Any]:
+    """One batch re-score of every lead."""
+    from leadflow.scoring import jobs
+
+    with use_database(url):
+        summary = jobs.rescore_all(now=NOW)
+    return {"seconds": summary.seconds, "leads": summary.leads,
+            "grade_changes": summary.grade_changes, "by_grade": summary.by_grade}
+
+
+def raw_update(url: str, n: int, run: int) -> float:
+    """UPDATE one column of the same rows with new values, 50,000 rows per transaction."""
+    from leadflow.db import bulk_upsert, session_scope
+    from leadflow.scoring.models import LeadScore
+
+    rng = random.Random(run)
+    with use_database(url), Timer() as timer:
+        for start in range(1, n + 1, CHUNK):
+            ids = list(range(start, min(n, start + CHUNK - 1) + 1))
+            with session_scope() as session:
+                bulk_upsert(session, LeadScore.__table__,  # type: ignore[arg-type]
+                            {"lead_id": ids, "score": [rng.random() * 100 for _ in ids]},
+                            key="lead_id", update_only=True)
+    return timer.seconds
+
+
+def one_lead(url: str, n: int, samples: int) -> dict[str, float]:
+    """Re-score one lead after an event, next to a raw one-row UPDATE, with and without the
+    commit (the commit is the request's, and on this disk it alone can take milliseconds)."""
+    from sqlalchemy import text
+
+    from leadflow.db import session_scope
+    from leadflow.leads.models import Activity, ActivityKind
+    from leadflow.scoring import service as scoring_service
+
+    rng = random.Random(SEED)
+    kinds = (ActivityKind.EMAIL_OPENED, ActivityKind.WEB_VISIT, ActivityKind.COMMUNITY_CLASS,
+             ActivityKind.WEBINAR_ATTENDED)
+    times: dict[str, list[float]] = {"rescore": [], "with_commit": [], "raw": [],
+                                     "raw_with_commit": []}
+    warm_up = 50
+    with use_database(url):
+        for i in range(samples + warm_up):
+            lead_id = rng.randint(1, n)
+            with session_scope() as session:
+                session.add(Activity(lead_id=lead_id, kind=rng.choice(kinds), occurred_at=NOW,
+                                     summary="", detail={}, ref="/pricing"))
+                session.flush()
+                started = time.perf_counter()
+                scoring_service.rescore_lead(session=session, lead_id=lead_id, now=NOW)
+                session.flush()
+                scored = time.perf_counter()
+                session.commit()
+                committed = time.perf_counter()
+            with session_scope() as session:
+                session.execute(text("SELECT 1"))  # open the transaction outside the timing
+                raw_started = time.perf_counter()
+                session.execute(text("UPDATE lead_score SET score = :s WHERE lead_id = :id"),
+                                {"s": rng.random() * 100, "id": lead_id})
+                raw_done = time.perf_counter()
+                session.commit()
+                raw_committed = time.perf_counter()
+            if i >= warm_up:  # the first calls load the model and warm caches
+                times["rescore"].append(scored - started)
+                times["with_commit"].append(committed - started)
+                times["raw"].append(raw_done - raw_started)
+                times["raw_with_commit"].append(raw_committed - raw_started)
+    out: dict[str, float] = {"samples": samples}
+    for name, values in times.items():
+        out[f"{name}_p50_ms"] = round(percentile(values, 50) * 1000, 3)
+        out[f"{name}_p99_ms"] = round(percentile(values, 99) * 1000, 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument("--leads", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--train-sample", type=int, default=40_000)
+    parser.add_argument("--one-lead-samples", type=int, default=2_000)
+    parser.add_argument("--one-lead-engines", default="postgres")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"leads": args.leads, "runs": args.runs, "engines": {}}
+    rows: list[list[str]] = []
+    for engine in args.engines.split(","):
+        db = fresh_database(engine, f"rescore_bench_{engine}", workdir())
+        with Timer() as setup:
+            population = populate(db.url, args.leads)
+        model = train_sample(db.url, args.train_sample)
+        first = rescore(db.url)
+        batch_s, raw_s = [], []
+        for run in range(args.runs):
+            change_rules(db.url, run)
+            batch_s.append(rescore(db.url)["seconds"])
+            raw_s.append(raw_update(db.url, args.leads, run))
+        out: dict[str, Any] = {
+            "setup_seconds": round(setup.seconds, 1), **population, "model": model,
+            "first_scoring_leads_per_s": round(first["leads"] / first["seconds"]),
+            "by_grade": first["by_grade"],
+            "rescore_seconds": [round(s, 2) for s in batch_s],
+            "raw_update_seconds": [round(s, 2) for s in raw_s],
+            "rescore_leads_per_s": round(args.leads / median(batch_s)),
+            "raw_rows_per_s": round(args.leads / median(raw_s)),
+            "ratio": round(median(batch_s) / median(raw_s), 2),
+        }
+        if engine in args.one_lead_engines.split(","):
+            out["one_lead"] = one_lead(db.url, args.leads, args.one_lead_samples)
+        results["engines"][engine] = out
+        rows.append([engine, f"{out['rescore_leads_per_s']:,}", f"{out['raw_rows_per_s']:,}",
+                     f"{out['ratio']:.2f}x", f"{out['first_scoring_leads_per_s']:,}",
+                     f"{out['one_lead']['rescore_p99_ms']:.2f} ms "
+                     f"(raw {out['one_lead']['raw_p99_ms']:.2f}; with commit "
+                     f"{out['one_lead']['with_commit_p99_ms']:.2f}, raw "
+                     f"{out['one_lead']['raw_with_commit_p99_ms']:.2f})"
+                     if "one_lead" in out else "—"])
+        db.drop()
+    emit(results, as_json=args.json, title=f"re-score {args.leads:,} leads (median of "
+         f"{args.runs})", rows=rows,
+         headers=["engine", "re-score leads/s", "raw UPDATE rows/s", "ratio",
+                  "first scoring leads/s", "one lead p99"])
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,9 @@ from leadflow.leads import files, imports
 from leadflow.leads import service as leads_service
 from leadflow.leads.models import ImportJob, ImportReject, ImportStatus, LeadStatus
 from leadflow.scoring import jobs as scoring_jobs
+from leadflow.scoring import service as scoring_service
+from leadflow.scoring.models import LeadScore
+from leadflow.scoring.schemas import GRADES
 from leadflow.users.models import User
 from leadflow.users.rules import Permission
 from leadflow.web.render import N_, flash, is_htmx, render
@@ -120,16 +123,41 @@ FIELD_LABELS: dict[str, str] = {
     "campaign": N_("Campaign"),
     "grade": N_("Grade"),
     "score": N_("Score"),
+    "channel": N_("Channel"),
+    "has_phone": N_("Has a phone number"),
+    "has_email": N_("Has an email address"),
+    "has_wechat": N_("Has a WeChat id"),
     "created_at": N_("Created"),
     "updated_at": N_("Last updated"),
     "manual": N_("merged by hand"),
     "_row": N_("Row"),
 }
+REASON_SOURCES: dict[str, str] = {
+    "fit": N_("Fit"), "engagement": N_("Engagement"), "model": N_("Learned"),
+    "override": N_("Rule"),
+}
+# Engagement reasons in words; %(n)s is how many times.
+ACTIVITY_PHRASES: dict[str, str] = {
+    "captured": N_("left details %(n)s×"),
+    "form_submitted": N_("submitted forms %(n)s×"),
+    "email_opened": N_("opened emails %(n)s×"),
+    "email_clicked": N_("clicked email links %(n)s×"),
+    "content_read": N_("read content %(n)s×"),
+    "web_visit": N_("visited the website %(n)s×"),
+    "webinar_attended": N_("attended webinars %(n)s×"),
+    "community_class": N_("attended community classes %(n)s×"),
+    "paid_consultation": N_("paid for a consultation %(n)s×"),
+    "gift_claimed": N_("claimed a free gift %(n)s×"),
+    "replied": N_("replied %(n)s×"),
+    "meeting_booked": N_("booked meetings %(n)s×"),
+    "email_bounced": N_("email bounced %(n)s×"),
+    "unsubscribed": N_("unsubscribed %(n)s×"),
+    "not_interested": N_("said not interested %(n)s×"),
+}
 # Shown on the detail page, in this order (name and status head the page).
 DETAIL_FIELDS: tuple[str, ...] = (
     "phone", "phone_raw", "email", "wechat_id", "title", "company", "industry", "headcount",
     "region", "province", "city", "address", "postcode", "product_interest", "language",
-    "grade", "score",
 )
 
 
@@ -178,6 +206,7 @@ def lead_list(
     status: str = "",
     campaign: str = "",
     source: str = "",
+    grade: str = "",
     page: str = "1",
 ) -> HTMLResponse:
     """Leads the user may see, filtered; HTMX requests get only the table."""
@@ -187,11 +216,13 @@ def lead_list(
         status=LeadStatus(status_value) if status_value else None,
         campaign_id=_int_or_none(campaign),
         source=source.strip() or None,
+        grade=grade if grade in GRADES else None,
     )
     result = leads_service.list_leads(session=session, user=user, flt=flt,
                                       page=_int_or_none(page) or 1, per_page=PER_PAGE)
     filters = {"q": flt.q or "", "status": status_value,
-               "campaign": str(flt.campaign_id or ""), "source": flt.source or ""}
+               "campaign": str(flt.campaign_id or ""), "source": flt.source or "",
+               "grade": flt.grade or ""}
     query = {k: v for k, v in filters.items() if v}
 
     def page_url(number: int) -> str:
@@ -202,6 +233,7 @@ def lead_list(
         "export_query": urlencode(query),
         "campaigns": _campaign_names(session),
         "statuses": [s for s in LeadStatus if s is not LeadStatus.MERGED],
+        "grades": GRADES,
         **_labels(),
     }
     template = "leads/_table.html" if is_htmx(request) else "leads/list.html"
@@ -216,6 +248,7 @@ def export_leads(
     status: str = "",
     campaign: str = "",
     source: str = "",
+    grade: str = "",
     format: str = "csv",
 ) -> FileResponse:
     """The current list as CSV or Excel; needs the export permission and is audited."""
@@ -224,6 +257,7 @@ def export_leads(
         q=q.strip() or None,
         status=LeadStatus(status) if status in {s.value for s in LeadStatus} else None,
         campaign_id=_int_or_none(campaign), source=source.strip() or None,
+        grade=grade if grade in GRADES else None,
     )
     handle = tempfile.NamedTemporaryFile(suffix=f".{fmt}", delete=False)  # noqa: SIM115
     handle.close()
@@ -234,7 +268,8 @@ def export_leads(
                          now=clock.now(), detail={"rows": count, "format": fmt, "via": "web",
                                                   "filter": {"q": q, "status": status,
                                                              "campaign": campaign,
-                                                             "source": source}})
+                                                             "source": source,
+                                                             "grade": grade}})
     return FileResponse(path, filename=f"leads.{fmt}",
                         background=BackgroundTask(path.unlink, missing_ok=True))
 
@@ -248,8 +283,18 @@ def lead_detail(lead_id: DbId, request: Request, session: SessionDep,
     """A lead: fields, timeline with match reasons, touchpoints and merges."""
     lead = leads_service.get_lead(session=session, user=user, lead_id=lead_id)
     merges = cleaning_service.merges_of(session=session, lead_id=lead.id)
+    now = clock.now()
+    score = session.get(LeadScore, lead.id)
+    explanation = None if lead.merged_into_id else scoring_service.explain(
+        session=session, lead_id=lead.id, now=now)
     context = {
         "lead": lead,
+        "score": score,
+        "explanation": explanation,
+        "next_grade": scoring_service.next_grade(session=session, decision=explanation)
+        if explanation else None,
+        "reason_sources": REASON_SOURCES,
+        "activity_phrases": ACTIVITY_PHRASES,
         "timeline": leads_service.timeline(session=session, lead_id=lead.id),
         "touchpoints": leads_service.touchpoints(session=session, lead_id=lead.id),
         "merges": merges,

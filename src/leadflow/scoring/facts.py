@@ -203,6 +203,9 @@ def read_batch(
     which is all a presence rule needs and far less to move for a million phone numbers.
     """
     sqlite = session.get_bind().dialect.name == "sqlite"
+    if not sqlite:
+        # Room to group a chunk's events in memory (the default spills to disk).
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     params: dict[str, Any]
     binds: list[Any]
     if ids is not None:

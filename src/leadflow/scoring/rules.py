@@ -64,6 +64,7 @@ class Reason:
     points: float
     text: str  # English wording for the API and CLI
     count: int = 0
+    label: str = ""  # the admin's name for the rule, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ def condition_mask(cond: Condition, column: pd.Series | None, n: int) -> np.ndar
     numeric = column.dtype.kind in "iuf"
     if cond.op in (Op.PRESENT, Op.MISSING):
         missing = column.isna().to_numpy()
-        if not numeric:
+        if not numeric and pd.api.types.infer_dtype(column, skipna=True) != "boolean":
             try:  # blank text and empty lists are missing too (``.str`` measures both)
                 missing = missing | column.str.len().eq(0).to_numpy() \
                     | column.str.strip().eq("").to_numpy()
@@ -227,7 +228,8 @@ def fit_score(config: FitConfig, facts: Mapping[str, Any]) -> tuple[float, list[
             label = rule.label or rule.field
             shown = _shown(value) if not _is_missing(value) else "—"
             reasons.append(Reason("fit", rule.field, shown, rule.points,
-                                  f"{label}: {rule.field} = {shown} ({rule.points:+g})"))
+                                  f"{label}: {rule.field} = {shown} ({rule.points:+g})",
+                                  label=rule.label))
     return _fit_percent(config, total), reasons
 
 
@@ -471,7 +473,7 @@ def decide(
     reasons: list[Reason] = []
     if override is not None:
         reasons.append(Reason("override", "grade", grade, 0.0,
-                              f"{override.label} → {grade}"))
+                              f"{override.label} → {grade}", label=override.label))
     reasons.extend(sorted([*fit_reasons, *engagement_reasons, *model_reasons],
                           key=lambda r: -abs(r.points)))
     return ScoreDecision(

@@ -30,7 +30,7 @@ from leadflow.scoring.rules import (
     ScoreDecision,
     decide,
 )
-from leadflow.scoring.schemas import ActivityIn, FlagIn, RulesetDocument
+from leadflow.scoring.schemas import GRADES, ActivityIn, FlagIn, RulesetDocument
 
 # Log-odds are shown as points, ×10, so "+0.9 log-odds" reads "+9".
 POINTS_PER_LOG_ODDS = 10.0
@@ -384,6 +384,15 @@ def explain(*, session: Session, lead_id: int, now: datetime) -> ScoreDecision:
         raise NotFound(f"lead {lead_id} not found")
     decision, _, _ = _decide(session, facts, now, explain=True)
     return decision
+
+
+def next_grade(*, session: Session, decision: ScoreDecision) -> tuple[str, float] | None:
+    """The next grade up and how many score points it needs (none for A+ or an override)."""
+    if decision.override is not None or decision.grade == "A+":
+        return None
+    thresholds = current_ruleset(session=session).document.grading.thresholds
+    better = GRADES[GRADES.index(decision.grade) - 1]
+    return better, max(thresholds[better] - decision.score, 0.0)
 
 
 def scores_of(*, session: Session, lead_ids: list[int]) -> dict[int, LeadScore]:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+from pathlib import Path
+
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from leadflow.campaigns import pages as campaigns_pages
 from leadflow.leads import pages as leads_pages
+from leadflow.scoring import pages as scoring_pages
 from leadflow.users import pages as users_pages
 from leadflow.web.render import LOCALES, local_path, referer_path
 
 router = APIRouter(include_in_schema=False)
+# Found without importing plotly (its import is slow and only the JS file is needed).
+_PLOTLY = find_spec("plotly")
+PLOTLY_JS = (Path(_PLOTLY.origin if _PLOTLY and _PLOTLY.origin else ".").parent
+             / "package_data" / "plotly.min.js")
 
 
 @router.get("/")
@@ -31,9 +39,17 @@ def switch_language(code: str, request: Request, next: str = "") -> RedirectResp
                             status_code=303)
 
 
+@router.get("/static/plotly.min.js")
+def plotly_js() -> FileResponse:
+    """Plotly's browser bundle, served from the Python package (no CDN, works offline)."""
+    return FileResponse(PLOTLY_JS, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 def register_pages(app: FastAPI) -> None:
     """Mount the page routers (HTML, not part of the OpenAPI schema)."""
     app.include_router(users_pages.router)
     app.include_router(leads_pages.router)
     app.include_router(campaigns_pages.router)
+    app.include_router(scoring_pages.router)
     app.include_router(router)

@@ -114,6 +114,8 @@ def test_import_review_and_switch_to_chinese(  # type: ignore[no-untyped-def]
     page.click("nav.nav >> text=Leads")
     rows = page.locator("#lead-table tbody tr")
     expect(rows).to_have_count(3)
+    # Imported leads are graded right after the import.
+    expect(page.locator("#lead-table tbody .grade")).to_have_count(3)
     page.fill("input[name=q]", "李娜")  # HTMX swaps the table and pushes the URL
     expect(rows).to_have_count(1)
     expect(page).to_have_url(re.compile(r"q=%E6%9D%8E%E5%A8%9C"))
@@ -142,4 +144,71 @@ def test_import_review_and_switch_to_chinese(  # type: ignore[no-untyped-def]
     page.screenshot(path=SHOTS / "07-leads-zh.png", full_page=True)
     page.set_viewport_size({"width": 420, "height": 900})
     page.screenshot(path=SHOTS / "08-leads-zh-narrow.png", full_page=True)
+    context.close()
+
+
+def test_scoring_pages_charts_and_grade_flag(  # type: ignore[no-untyped-def]
+    app_url: str, chromium_browser: Any, make_user, session, now
+) -> None:
+    from leadflow.leads.models import Lead
+    from leadflow.scoring import learning
+    from leadflow.scoring import service as scoring_service
+    from leadflow.scoring.history import planted_history
+    from leadflow.scoring.schemas import ActivityIn
+
+    SHOTS.mkdir(exist_ok=True)
+    admin = make_user(Role.ADMIN, name="管理员")
+    frame, _ = planted_history(3000, seed=8)
+    result = learning.train(frame, target="converted", id_column="lead_id", folds=3)
+    model = scoring_service.store_model(session=session, result=result, source="history.csv",
+                                        target="converted", id_column="lead_id", activate=False,
+                                        actor_id=admin.id, now=now)
+    lead = Lead(name="刘洋", phone="+8613812345678", industry="教育", title="市场总监",
+                tags=[], custom_fields={}, created_at=now, updated_at=now)
+    session.add(lead)
+    session.flush()
+    for kind in ("community_class", "community_class", "paid_consultation"):
+        scoring_service.record_activity(session=session, lead=lead, actor_id=admin.id, now=now,
+                                        activity=ActivityIn(kind=kind))
+    session.commit()
+
+    context = chromium_browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.goto(f"{app_url}/login")
+    page.fill("input[name=email]", admin.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+
+    page.click("nav.nav >> text=Scoring")
+    expect(page.locator("h1")).to_have_text("Scoring and grading")
+    expect(page.locator("#grade-chart .main-svg").first).to_be_visible(timeout=10_000)
+    expect(page.locator("textarea[name=yaml]")).to_contain_text("community_class")
+    page.screenshot(path=SHOTS / "09-scoring.png", full_page=True)
+
+    page.click(f"a[href='/scoring/models/{model.id}'] >> nth=0")
+    expect(page.locator("#lift-chart .main-svg").first).to_be_visible(timeout=10_000)
+    expect(page.locator("#calibration-chart .main-svg").first).to_be_visible()
+    expect(page.locator("body")).to_contain_text("Gradient-boosted trees")
+    page.screenshot(path=SHOTS / "10-model-report.png", full_page=True)
+
+    page.goto(f"{app_url}/leads/{lead.id}")
+    card = page.locator("#score")
+    expect(card.locator(".grade").first).to_have_text("A+")
+    expect(card).to_contain_text("Paid consultation after a community course")
+    expect(card).to_contain_text("attended community classes 2×")
+    page.click("#score summary")
+    page.select_option("select[name=suggested_grade]", "B")
+    page.fill("input[name=reason]", "社群学员, 暂无采购预算")
+    page.click("button:has-text('Flag the grade')")
+    expect(page.locator(".flash")).to_contain_text("flagged")
+    page.screenshot(path=SHOTS / "11-lead-score.png", full_page=True)
+
+    page.click("a[data-lang=zh]")
+    expect(page.locator("#score h2")).to_have_text("评分与等级")
+    expect(page.locator("#score")).to_contain_text("参加社群课程")
+    page.screenshot(path=SHOTS / "12-lead-score-zh.png", full_page=True)
+    page.goto(f"{app_url}/scoring/calibration")
+    expect(page.locator("body")).to_contain_text("社群学员, 暂无采购预算")
+    expect(page.locator("#conversion-chart .main-svg").first).to_be_visible(timeout=10_000)
+    page.screenshot(path=SHOTS / "13-calibration-zh.png", full_page=True)
     context.close()

@@ -64,6 +64,16 @@ CANDIDATE_LABELS: dict[str, str] = {
     "gbt": N_("Gradient-boosted trees"),
 }
 
+# The built-in rule set's labels (default_ruleset.yaml), so the ``label`` filter can show
+# them in Chinese; labels an admin writes are shown as written.
+DEFAULT_LABELS = (
+    N_("Target industry"), N_("Mid-size company"), N_("Enterprise"), N_("Micro business"),
+    N_("Decision maker"), N_("Manager"), N_("Core region"), N_("Product interest given"),
+    N_("Reachable by phone"), N_("Work email"), N_("High-intent channel"), N_("Gift channel"),
+    N_("Paid consultation after a community course"),
+    N_("Free-gift lead with no other engagement"), N_("Said not interested"),
+)
+
 # What the last background job of this process did, shown on the scoring page.
 _last_job: dict[str, str] = {}
 _job_lock = threading.Lock()

@@ -233,7 +233,8 @@ def environment(locale: str) -> Environment:
     )
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.globals["t"] = env.globals["_"]
-    env.filters.update(fmt_dt=fmt_dt, fmt_date=fmt_date, fmt_num=fmt_num, fmt_money=fmt_money)
+    env.filters.update(fmt_dt=fmt_dt, fmt_date=fmt_date, fmt_num=fmt_num, fmt_money=fmt_money,
+                       label=translations(locale).gettext)
     return env
 
 

@@ -66,10 +66,8 @@ def rescore_leads(
             scoring_service.rescore_lead(session=session, lead_id=lead_id, now=now,
                                          actor_id=actor_id)
         return
-    score_chunk(
-        session, {"ids": ids}, scoring_service.current_ruleset(session=session),
-        scoring_service.active_model(session=session), now, RescoreSummary(),
-    )
+    ruleset, model = scoring_service.in_force(session=session)
+    score_chunk(session, {"ids": ids}, ruleset, model, now, RescoreSummary())
 
 
 def score_chunk(

@@ -27,6 +27,8 @@ from leadflow.scoring.rules import engagement_scores
 from leadflow.scoring.schemas import RulesetDocument
 
 Progress = Callable[[int, int], None]
+# Chunks read ahead of the one being written (each on its own connection).
+READ_AHEAD = 1
 
 
 def _chunks(session: Session, ids: Sequence[int] | None, size: int) -> list[dict[str, object]]:
@@ -53,8 +55,7 @@ def rescore_all(
     started = time.perf_counter()
     summary = batch.RescoreSummary()
     with session_scope() as session:
-        ruleset = scoring_service.current_ruleset(session=session)
-        model = scoring_service.active_model(session=session)
+        ruleset, model = scoring_service.in_force(session=session)
         chunks = _chunks(session, ids, chunk_size)
         total = len(ids) if ids is not None else (session.scalar(
             select(func.count()).select_from(Lead).where(Lead.status != LeadStatus.MERGED)
@@ -67,14 +68,14 @@ def rescore_all(
             return batch.read_chunk(session, chunk, ruleset.document, now,
                                     model=model is not None)
 
-    # Read the next chunk on a second connection while this one is scored and written: the
-    # drivers release the GIL inside the database, so the two overlap on two cores.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read") as reader:
-        pending = reader.submit(read, chunks[0]) if chunks else None
+    # Read the next chunks on other connections while this one is scored and written: the
+    # drivers release the GIL inside the database, so reading and scoring overlap.
+    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="rescore-read") as pool:
+        pending = [pool.submit(read, chunk) for chunk in chunks[:READ_AHEAD]]
         for i in range(len(chunks)):
-            assert pending is not None
-            facts = pending.result()
-            pending = reader.submit(read, chunks[i + 1]) if i + 1 < len(chunks) else None
+            facts = pending.pop(0).result()
+            if i + READ_AHEAD < len(chunks):
+                pending.append(pool.submit(read, chunks[i + READ_AHEAD]))
             with session_scope() as session:
                 if session.get_bind().dialect.name == "postgresql":
                     # A re-run redoes a lost chunk, so the job need not wait for each WAL

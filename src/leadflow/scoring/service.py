@@ -13,11 +13,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadflow.audit import service as audit
 from leadflow.db import bulk_upsert
-from leadflow.errors import DomainError, NotFound
+from leadflow.errors import Conflict, DomainError, NotFound
 from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, ActivityKind, Lead
 from leadflow.scoring import learning
@@ -144,8 +145,12 @@ def save_ruleset(
     canonical = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
     row = ScoringRuleset(version=latest + 1, document=data, digest=_digest(canonical),
                          note=note, created_by_id=actor_id, created_at=now)
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise Conflict("another rule-set version was saved at the same moment; "
+                       "reload it and apply your change again") from None
     audit.record(session=session, actor_id=actor_id, action="scoring.ruleset_saved",
                  detail={"version": row.version, "note": note}, now=now)
     return row
@@ -161,11 +166,14 @@ def ruleset_history(*, session: Session, limit: int = 50) -> list[ScoringRuleset
 # --- model versions -------------------------------------------------------------------------
 
 _loaded: dict[str, learning.ConversionModel] = {}
+MODELS_KEPT = 4
 
 
 def load_model(row: ScoringModel) -> learning.ConversionModel:
     """The model of a stored version (deserialised once per process)."""
     if row.digest not in _loaded:
+        if len(_loaded) >= MODELS_KEPT:  # a long-lived process trains many versions
+            _loaded.pop(next(iter(_loaded)))
         _loaded[row.digest] = learning.ConversionModel.load(
             kind=row.kind, spec=row.spec, blob=row.blob, metrics=row.metrics
         )

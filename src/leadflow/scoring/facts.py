@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import CompoundSelect, bindparam, literal, select, text, union_all
+from sqlalchemy import CompoundSelect, Select, bindparam, literal, select, text, union_all
 from sqlalchemy.orm import Session
 
 from leadflow.campaigns.models import Campaign
@@ -92,12 +92,23 @@ _LEAD_EVENTS: CompoundSelect = union_all(
 )
 
 
-def read_lead(*, session: Session, lead_id: int) -> LeadFacts | None:
-    """Facts, events and previous score of one lead; ``None`` if it is gone or merged."""
-    row = session.execute(_LEAD_FACTS, {"lead_id": lead_id}).one_or_none()
+def lead_facts_query(*extra: Any) -> Select[Any]:
+    """The one-lead facts query with ``extra`` columns (scalar subqueries) added, to be built
+    once and passed to :func:`read_lead`."""
+    return _LEAD_FACTS.add_columns(*extra)
+
+
+def read_lead(
+    *, session: Session, lead_id: int, query: Select[Any] = _LEAD_FACTS, extra: int = 0
+) -> tuple[LeadFacts | None, tuple[Any, ...]]:
+    """Facts, events and previous score of one lead (``None`` if it is gone or merged), and
+    the values of the ``extra`` last columns of ``query`` (read in the same round trip)."""
+    row = session.execute(query, {"lead_id": lead_id}).one_or_none()
     if row is None:
-        return None
+        return None, ()
     values = list(row)
+    extras = tuple(values[len(values) - extra:]) if extra else ()
+    values = values[:len(values) - extra]
     facts: dict[str, Any] = dict(zip(LEAD_FACT_COLUMNS, values, strict=False))
     custom, channel, grade, mql, first_grade = values[len(LEAD_FACT_COLUMNS):]
     facts["channel"] = channel
@@ -106,7 +117,7 @@ def read_lead(*, session: Session, lead_id: int) -> LeadFacts | None:
     rows: Sequence[Any] = session.execute(_LEAD_EVENTS, {"lead_id": lead_id}).all()
     events = [EngagementEvent(str(k), _aware(at), v, r) for k, at, v, r in rows]
     return LeadFacts(lead_id, _with_flags(facts), events,
-                     PreviousScore(grade, bool(mql), first_grade))
+                     PreviousScore(grade, bool(mql), first_grade)), extras
 
 
 def _aware(value: Any) -> datetime:

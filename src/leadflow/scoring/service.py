@@ -22,7 +22,13 @@ from leadflow.errors import Conflict, DomainError, NotFound
 from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, ActivityKind, Lead
 from leadflow.scoring import learning
-from leadflow.scoring.facts import MODEL_COLUMNS, LeadFacts, read_lead, with_counts
+from leadflow.scoring.facts import (
+    MODEL_COLUMNS,
+    LeadFacts,
+    lead_facts_query,
+    read_lead,
+    with_counts,
+)
 from leadflow.scoring.models import GradeFlag, LeadScore, ScoringModel, ScoringRuleset
 from leadflow.scoring.rules import (
     ACTIVITY_PHRASES,
@@ -117,18 +123,26 @@ def _ruleset(session: Session, row_id: int | None, version: int, digest: str | N
 _newest = select(ScoringRuleset).order_by(ScoringRuleset.version.desc()).limit(1)
 _active = select(ScoringModel).where(ScoringModel.is_active).limit(1)
 # The rule set and model in force, in one round trip (the one-lead path runs per event).
-_IN_FORCE = select(
+_IN_FORCE_COLUMNS = (
     _newest.with_only_columns(ScoringRuleset.id).scalar_subquery(),
     _newest.with_only_columns(ScoringRuleset.version).scalar_subquery(),
     _newest.with_only_columns(ScoringRuleset.digest).scalar_subquery(),
     _active.with_only_columns(ScoringModel.id).scalar_subquery(),
     _active.with_only_columns(ScoringModel.digest).scalar_subquery(),
 )
+_IN_FORCE = select(*_IN_FORCE_COLUMNS)
+# A lead's facts and the rules and model in force, in one round trip.
+_LEAD_AND_STATE = lead_facts_query(*_IN_FORCE_COLUMNS)
+InForce = tuple[Ruleset, tuple[int, learning.ConversionModel] | None]
 
 
-def in_force(*, session: Session) -> tuple[Ruleset, tuple[int, learning.ConversionModel] | None]:
+def in_force(*, session: Session) -> InForce:
     """The rule set and the active model (if any), read with one query."""
-    ruleset_id, version, digest, model_id, model_digest = session.execute(_IN_FORCE).one()
+    return _in_force(session, tuple(session.execute(_IN_FORCE).one()))
+
+
+def _in_force(session: Session, values: tuple[Any, ...]) -> InForce:
+    ruleset_id, version, digest, model_id, model_digest = values
     ruleset = _ruleset(session, ruleset_id, version or 0, digest)
     if model_id is None:
         return ruleset, None
@@ -275,10 +289,19 @@ def model_features(facts: LeadFacts) -> dict[str, Any]:
     return {column: counted.get(column) for column in MODEL_COLUMNS}
 
 
+def _read(session: Session, lead_id: int) -> tuple[LeadFacts, InForce]:
+    """The lead's facts and the rules and model in force, in the same round trip."""
+    facts, values = read_lead(session=session, lead_id=lead_id, query=_LEAD_AND_STATE,
+                              extra=len(_IN_FORCE_COLUMNS))
+    if facts is None:
+        raise NotFound(f"lead {lead_id} not found")
+    return facts, _in_force(session, values)
+
+
 def _decide(
-    session: Session, facts: LeadFacts, now: datetime, *, explain: bool
+    session: Session, facts: LeadFacts, now: datetime, state: InForce, *, explain: bool
 ) -> tuple[ScoreDecision, Ruleset, int | None]:
-    ruleset, model = in_force(session=session)
+    ruleset, model = state
     probability = percentile = None
     model_reasons: list[Reason] = []
     model_id = None
@@ -318,10 +341,8 @@ def rescore_lead(
 
     Crossing the MQL line also writes a ``lead.mql`` outbox event, which routing handles.
     """
-    facts = read_lead(session=session, lead_id=lead_id)
-    if facts is None:
-        raise NotFound(f"lead {lead_id} not found")
-    decision, ruleset, model_id = _decide(session, facts, now, explain=False)
+    facts, state = _read(session, lead_id)
+    decision, ruleset, model_id = _decide(session, facts, now, state, explain=False)
     previous = facts.previous
     crossed = decision.is_mql and not previous.is_mql
     bulk_upsert(
@@ -387,10 +408,8 @@ def record_activity(
 
 def explain(*, session: Session, lead_id: int, now: datetime) -> ScoreDecision:
     """The lead's score as of ``now`` with every reason, learned ones included (not stored)."""
-    facts = read_lead(session=session, lead_id=lead_id)
-    if facts is None:
-        raise NotFound(f"lead {lead_id} not found")
-    decision, _, _ = _decide(session, facts, now, explain=True)
+    facts, state = _read(session, lead_id)
+    decision, _, _ = _decide(session, facts, now, state, explain=True)
     return decision
 
 

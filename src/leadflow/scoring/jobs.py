@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from multiprocessing import get_context
 from typing import cast
 
 import pandas as pd
@@ -29,6 +30,8 @@ from leadflow.scoring.schemas import RulesetDocument
 Progress = Callable[[int, int], None]
 # Chunks read ahead of the one being written (each on its own connection).
 READ_AHEAD = 1
+# From this many chunks on, the reading happens in a second process.
+PROCESS_FROM = 4
 
 
 def _chunks(session: Session, ids: Sequence[int] | None, size: int) -> list[dict[str, object]]:
@@ -63,19 +66,15 @@ def rescore_all(
     summary.ruleset_version = ruleset.version
     summary.model_id = model[0] if model else None
 
-    def read(chunk: dict[str, object]) -> batch.FactsBatch:
-        with session_scope() as session:
-            return batch.read_chunk(session, chunk, ruleset.document, now,
-                                    model=model is not None)
-
-    # Read the next chunks on other connections while this one is scored and written: the
-    # drivers release the GIL inside the database, so reading and scoring overlap.
-    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="rescore-read") as pool:
-        pending = [pool.submit(read, chunk) for chunk in chunks[:READ_AHEAD]]
+    reader = _reader(len(chunks))
+    with reader:
+        pending = [reader.submit(read_chunk, chunk, ruleset.document, now, model is not None)
+                   for chunk in chunks[:READ_AHEAD]]
         for i in range(len(chunks)):
             facts = pending.pop(0).result()
             if i + READ_AHEAD < len(chunks):
-                pending.append(pool.submit(read, chunks[i + READ_AHEAD]))
+                pending.append(reader.submit(read_chunk, chunks[i + READ_AHEAD],
+                                             ruleset.document, now, model is not None))
             with session_scope() as session:
                 if session.get_bind().dialect.name == "postgresql":
                     # A re-run redoes a lost chunk, so the job need not wait for each WAL
@@ -86,6 +85,23 @@ def rescore_all(
                 progress(summary.leads, total)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def read_chunk(
+    chunk: dict[str, object], document: RulesetDocument, now: datetime, model: bool
+) -> batch.FactsBatch:
+    """Read one chunk in its own session (the body of the read-ahead thread or process)."""
+    with session_scope() as session:
+        return batch.read_chunk(session, chunk, document, now, model=model)
+
+
+def _reader(chunks: int) -> Executor:
+    """Where chunks are read ahead: a second process for long jobs, so reading and scoring
+    use both cores (a thread shares the GIL, and row fetching takes it per row); a thread
+    for short ones, which do not repay a process start."""
+    if chunks >= PROCESS_FROM:
+        return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read")
 
 
 def rescore_import(

@@ -6,7 +6,7 @@ import csv
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,9 +14,13 @@ from rich.table import Table
 
 from leadflow import clock, terminal
 from leadflow.db import session_scope
-from leadflow.scoring import batch, jobs, learning, report
-from leadflow.scoring import service as scoring_service
 from leadflow.users.rules import Permission
+
+if TYPE_CHECKING:
+    from leadflow.scoring import batch
+
+# The scoring modules (scikit-learn, pandas) load inside the commands: every other
+# ``leadflow`` command, and ``--help``, starts without them.
 
 scoring_app = typer.Typer(help="Lead scoring and grading.", no_args_is_help=True)
 rules_app = typer.Typer(help="The scoring rule set (YAML).", no_args_is_help=True)
@@ -70,6 +74,9 @@ def train_cmd(
     as_json: terminal.JsonOpt = False,
 ) -> None:
     """Train the conversion model: compare three learners, keep the best, store a version."""
+    from leadflow.scoring import jobs, learning
+    from leadflow.scoring import service as scoring_service
+
     actor_id = _actor_id(user)
     now = clock.now()
     started = time.perf_counter()
@@ -117,6 +124,9 @@ def predict_cmd(
     as_json: terminal.JsonOpt = False,
 ) -> None:
     """Write the conversion probability and grade of every row of a CSV."""
+    from leadflow.scoring import learning
+    from leadflow.scoring import service as scoring_service
+
     with session_scope() as session:
         row = scoring_service.get_model(session=session, model_id=model)
         conversion = scoring_service.load_model(row)
@@ -147,6 +157,9 @@ def evaluate_cmd(
     as_json: terminal.JsonOpt = False,
 ) -> None:
     """ROC AUC, PR AUC, lift by grade and calibration on held-out data."""
+    from leadflow.scoring import learning
+    from leadflow.scoring import service as scoring_service
+
     with session_scope() as session:
         row = scoring_service.get_model(session=session, model_id=model)
         conversion = scoring_service.load_model(row)
@@ -180,6 +193,8 @@ def evaluate_cmd(
 
 
 def _rescore() -> batch.RescoreSummary:
+    from leadflow.scoring import jobs
+
     now = clock.now()
     with terminal.progress() as bar:
         task = bar.add_task("re-scoring leads", total=None, rate="")
@@ -208,6 +223,8 @@ def rescore_cmd(as_json: terminal.JsonOpt = False) -> None:
 @scoring_app.command("models")
 def models_cmd(as_json: terminal.JsonOpt = False) -> None:
     """Trained model versions with their metrics."""
+    from leadflow.scoring import service as scoring_service
+
     with session_scope() as session:
         rows = [
             {"id": m.id, "kind": m.kind, "source": m.source, "active": m.is_active,
@@ -231,6 +248,8 @@ def activate_cmd(
     user: UserOpt = None,
 ) -> None:
     """Choose the model that scores the leads (then run ``leadflow scoring rescore``)."""
+    from leadflow.scoring import service as scoring_service
+
     actor_id = _actor_id(user)
     chosen = None if model_id.lower() == "none" else int(model_id)
     with session_scope() as session:
@@ -244,6 +263,8 @@ def rules_export(
     out: Annotated[Path | None, typer.Option("--out", help="File (default: stdout)")] = None,
 ) -> None:
     """Print or write the rule set in force as YAML."""
+    from leadflow.scoring import service as scoring_service
+
     with session_scope() as session:
         ruleset = scoring_service.current_ruleset(session=session)
     text = f"# leadflow scoring rule set, version {ruleset.version}\n" + \
@@ -262,6 +283,8 @@ def rules_import(
     as_json: terminal.JsonOpt = False,
 ) -> None:
     """Save a YAML rule set as the next version (re-score to apply it to stored leads)."""
+    from leadflow.scoring import service as scoring_service
+
     document = scoring_service.parse_ruleset_yaml(file.read_text(encoding="utf-8"))
     actor_id = _actor_id(user)
     with session_scope() as session:
@@ -279,6 +302,8 @@ def report_cmd(
     as_json: terminal.JsonOpt = False,
 ) -> None:
     """The monthly calibration report: MQL → SQL and conversion by grade, flagged grades."""
+    from leadflow.scoring import report
+
     try:
         first = date.fromisoformat((month or clock.now().strftime("%Y-%m")) + "-01")
     except ValueError:

@@ -31,7 +31,6 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 from scipy import sparse
 from sklearn import __version__ as sklearn_version
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -868,6 +867,8 @@ class ConversionModel:
     def _dump(self) -> bytes:
         header = {"format": BLOB_FORMAT, "version": BLOB_VERSION, "kind": self.kind}
         if isinstance(self._scorer, _Trees):
+            import skops.io as sio  # 1.5 s to import: only tree models need it
+
             # Deflate: the tree arrays are mostly zeros and repeated thresholds (~5× smaller).
             return bytes(sio.dumps({
                 **header, "estimator": self._scorer.estimator,
@@ -955,6 +956,8 @@ def _bisect_left(values: list[float], x: float) -> int:
 
 def _load_skops(blob: bytes) -> dict[str, Any]:
     """Load a skops blob only if every type in it is a default or listed trusted type."""
+    import skops.io as sio  # 1.5 s to import: only tree models need it
+
     try:
         untrusted = set(sio.get_untrusted_types(data=blob))
     except Exception as exc:  # a corrupt zip, a foreign schema: all mean "not our model"

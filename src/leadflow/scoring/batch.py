@@ -91,62 +91,98 @@ def read_chunk(
                       engagement=document.engagement, **chunk)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredChunk:
+    """A chunk's new scores as arrays, with what the leads had before (small to pass between
+    processes: no lead fields)."""
+
+    lead_ids: np.ndarray
+    fit: np.ndarray
+    engagement: np.ndarray
+    probability: np.ndarray | None
+    score: np.ndarray
+    grades: np.ndarray  # object: "A+" … "D"
+    is_mql: np.ndarray
+    previous_grade: np.ndarray
+    previous_mql: np.ndarray
+
+
+def score_facts(
+    batch: FactsBatch, document: RulesetDocument,
+    model: learning.ConversionModel | None,
+) -> ScoredChunk:
+    """Engagement, fit, the model's probability, score, grade and MQL of a chunk's leads."""
+    n = len(batch.frame)
+    engagement, counts = engagement_scores(document.engagement, batch.events, n)
+    frame = add_counts(batch.frame, counts)
+    fit = fit_scores(document.fit, frame)
+    probability = percentile = None
+    if model is not None and n:
+        probability = model.predict_frame(frame[list(MODEL_COLUMNS)])
+        percentile = model.percentiles(probability)
+    score = combine_array(document, fit, engagement, percentile)
+    frame["fit"], frame["engagement"], frame["score"] = fit, engagement, score
+    frame["probability"] = probability if probability is not None else np.nan
+    ranks = grades_for_scores(document.grading, score)
+    ranks = apply_overrides_array(document.grading.overrides, frame, ranks)
+    return ScoredChunk(
+        lead_ids=frame["lead_id"].to_numpy(), fit=fit, engagement=engagement,
+        probability=probability, score=score, grades=np.asarray(GRADES, dtype=object)[ranks],
+        is_mql=ranks <= grade_rank(document.grading.mql_grade),
+        previous_grade=batch.previous_grade, previous_mql=batch.previous_mql,
+    )
+
+
 def store_chunk(
     session: Session, batch: FactsBatch, ruleset: scoring_service.Ruleset,
     model: tuple[int, learning.ConversionModel] | None, now: datetime,
     summary: RescoreSummary,
 ) -> None:
     """Score a chunk read by :func:`read_chunk` and write its scores and changes."""
-    document = ruleset.document
-    n = len(batch.frame)
+    scored = score_facts(batch, ruleset.document, model[1] if model else None)
+    write_scores(session, scored, ruleset.version, model[0] if model else None, now, summary)
+
+
+def write_scores(
+    session: Session, scored: ScoredChunk, ruleset_version: int, model_id: int | None,
+    now: datetime, summary: RescoreSummary,
+) -> None:
+    """Upsert a chunk's scores; grade changes and MQL crossings go on the timeline."""
+    n = len(scored.lead_ids)
     if n == 0:
         return
-    engagement, counts = engagement_scores(document.engagement, batch.events, n)
-    frame = add_counts(batch.frame, counts)
-    fit = fit_scores(document.fit, frame)
-    probability = percentile = None
-    if model is not None:
-        probability = model[1].predict_frame(frame[list(MODEL_COLUMNS)])
-        percentile = model[1].percentiles(probability)
-    score = combine_array(document, fit, engagement, percentile)
-    frame["fit"], frame["engagement"], frame["score"] = fit, engagement, score
-    frame["probability"] = probability if probability is not None else np.nan
-    ranks = grades_for_scores(document.grading, score)
-    ranks = apply_overrides_array(document.grading.overrides, frame, ranks)
-    grades = np.asarray(GRADES, dtype=object)[ranks]
-    is_mql = ranks <= grade_rank(document.grading.mql_grade)
-    lead_ids = frame["lead_id"].to_numpy()
     bulk_upsert(
         session, LeadScore.__table__,  # type: ignore[arg-type]
         {
-            "lead_id": lead_ids.tolist(),
-            "fit": np.round(fit, 2).tolist(),
-            "engagement": np.round(engagement, 2).tolist(),
-            "probability": [None] * n if probability is None else np.round(probability, 5).tolist(),
-            "score": np.round(score, 2).tolist(),
-            "grade": grades.tolist(),
-            "is_mql": is_mql.tolist(),
-            "mql_at": [now if m else None for m in is_mql.tolist()],
-            "first_grade": grades.tolist(),
-            "ruleset_version": [ruleset.version] * n,
-            "model_id": [model[0] if model else None] * n,
+            "lead_id": scored.lead_ids.tolist(),
+            "fit": np.round(scored.fit, 2).tolist(),
+            "engagement": np.round(scored.engagement, 2).tolist(),
+            "probability": [None] * n if scored.probability is None
+            else np.round(scored.probability, 5).tolist(),
+            "score": np.round(scored.score, 2).tolist(),
+            "grade": scored.grades.tolist(),
+            "is_mql": scored.is_mql.tolist(),
+            "mql_at": [now if m else None for m in scored.is_mql.tolist()],
+            "first_grade": scored.grades.tolist(),
+            "ruleset_version": [ruleset_version] * n,
+            "model_id": [model_id] * n,
             "scored_at": [now] * n,
         },
         key="lead_id", keep_existing=("mql_at", "first_grade"),
     )
-    _record_changes(session, batch, lead_ids, grades, score, is_mql, now, summary)
+    _record_changes(session, scored, now, summary)
     summary.leads += n
-    for grade, count in zip(*np.unique(grades, return_counts=True), strict=True):
+    for grade, count in zip(*np.unique(scored.grades, return_counts=True), strict=True):
         summary.by_grade[str(grade)] += int(count)
 
 
 def _record_changes(
-    session: Session, batch: FactsBatch, lead_ids: np.ndarray, grades: np.ndarray,
-    score: np.ndarray, is_mql: np.ndarray, now: datetime, summary: RescoreSummary,
+    session: Session, scored: ScoredChunk, now: datetime, summary: RescoreSummary
 ) -> None:
-    previous = batch.previous_grade
+    lead_ids, grades, score = scored.lead_ids, scored.grades, scored.score
+    previous = scored.previous_grade
     changed = np.flatnonzero(pd.notna(previous) & (previous != grades))
-    crossed = np.flatnonzero(is_mql & ~batch.previous_mql)
+    crossed = np.flatnonzero(scored.is_mql & ~scored.previous_mql)
     rows = [
         {"lead_id": int(lead_ids[i]), "kind": ActivityKind.GRADE_CHANGED.value,
          "occurred_at": now, "summary": f"{previous[i]} → {grades[i]} (re-scored)",

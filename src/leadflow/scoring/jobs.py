@@ -66,41 +66,45 @@ def rescore_all(
     summary.ruleset_version = ruleset.version
     summary.model_id = model[0] if model else None
 
+    model_id = model[0] if model else None
     reader = _reader(len(chunks))
     with reader:
-        pending = [reader.submit(read_chunk, chunk, ruleset.document, now, model is not None)
+        pending = [reader.submit(read_and_score, chunk, ruleset.document, now, model_id)
                    for chunk in chunks[:READ_AHEAD]]
         for i in range(len(chunks)):
-            facts = pending.pop(0).result()
+            scored = pending.pop(0).result()
             if i + READ_AHEAD < len(chunks):
-                pending.append(reader.submit(read_chunk, chunks[i + READ_AHEAD],
-                                             ruleset.document, now, model is not None))
+                pending.append(reader.submit(read_and_score, chunks[i + READ_AHEAD],
+                                             ruleset.document, now, model_id))
             with session_scope() as session:
                 if session.get_bind().dialect.name == "postgresql":
                     # A re-run redoes a lost chunk, so the job need not wait for each WAL
                     # flush; other transactions keep their durability.
                     session.execute(text("SET LOCAL synchronous_commit = off"))
-                batch.store_chunk(session, facts, ruleset, model, now, summary)
+                batch.write_scores(session, scored, ruleset.version, model_id, now, summary)
             if progress:
                 progress(summary.leads, total)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def read_chunk(
-    chunk: dict[str, object], document: RulesetDocument, now: datetime, model: bool
-) -> batch.FactsBatch:
-    """Read one chunk in its own session (the body of the read-ahead thread or process)."""
+def read_and_score(
+    chunk: dict[str, object], document: RulesetDocument, now: datetime, model_id: int | None
+) -> batch.ScoredChunk:
+    """Read and score one chunk in its own session (the body of the read-ahead thread or
+    process); only the scores travel back, not the leads' fields."""
     with session_scope() as session:
-        return batch.read_chunk(session, chunk, document, now, model=model)
+        model = scoring_service.model_by_id(session=session, model_id=model_id)
+        facts = batch.read_chunk(session, chunk, document, now, model=model is not None)
+    return batch.score_facts(facts, document, model)
 
 
 def _reader(chunks: int) -> Executor:
-    """Where chunks are read ahead: a second process for long jobs, so reading and scoring
-    use both cores (a thread shares the GIL, and row fetching takes it per row); a thread
-    for short ones, which do not repay a process start."""
+    """Where chunks are read and scored ahead of writing: a second process for long jobs, so
+    the work uses both cores (a thread shares the GIL, and row fetching takes it per row); a
+    thread for short ones, which do not repay a process start."""
     if chunks >= PROCESS_FROM:
-        return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        return ProcessPoolExecutor(max_workers=READ_AHEAD, mp_context=get_context("spawn"))
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read")
 
 

@@ -205,6 +205,16 @@ def active_model(*, session: Session) -> tuple[int, learning.ConversionModel] | 
     return model_id, _model(session, model_id, digest)
 
 
+def model_by_id(*, session: Session, model_id: int | None) -> learning.ConversionModel | None:
+    """A stored model by id (cached per process), or ``None`` for ``None``."""
+    if model_id is None:
+        return None
+    digest = session.scalar(select(ScoringModel.digest).where(ScoringModel.id == model_id))
+    if digest is None:
+        raise NotFound(f"model {model_id} not found")
+    return _model(session, model_id, digest)
+
+
 def _model(session: Session, model_id: int, digest: str) -> learning.ConversionModel:
     if digest not in _loaded:
         stored = session.get(ScoringModel, model_id)

@@ -213,3 +213,43 @@ def test_training_waits_for_enough_outcomes(session: Session, now: datetime) -> 
     _varied_leads(session, now, 10)
     with pytest.raises(jobs.NotEnoughHistory, match="rules alone"):
         jobs.train_from_database(now=now)
+
+
+@pytest.mark.postgres
+def test_concurrent_events_cross_the_mql_line_once(db: Any, session: Session, now: datetime) -> None:
+    """Eight events for one lead at the same moment: one crossing, one routing event."""
+    import threading
+
+    from leadflow.db import session_scope
+
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    lead = make_lead(session, now, name="并发", industry="教育")
+    add_activity(session, lead, ActivityKind.COMMUNITY_CLASS, now)
+    session.commit()
+    scoring_service.rescore_lead(session=session, lead_id=lead.id, now=now)
+    session.commit()
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def event() -> None:
+        try:
+            start.wait()
+            with session_scope() as s:
+                row = s.get(Lead, lead.id)
+                assert row is not None
+                scoring_service.record_activity(session=s, lead=row, actor_id=None, now=now,
+                                                activity=ActivityIn(kind="paid_consultation"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=event) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    session.expire_all()
+    assert count(session, OutboxEvent, OutboxEvent.lead_id == lead.id) == 1
+    assert count(session, Activity, Activity.lead_id == lead.id,
+                 Activity.kind == ActivityKind.MQL_REACHED) == 1

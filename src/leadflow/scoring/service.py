@@ -354,7 +354,7 @@ def rescore_lead(
     facts, state = _read(session, lead_id)
     decision, ruleset, model_id = _decide(session, facts, now, state, explain=False)
     previous = facts.previous
-    crossed = decision.is_mql and not previous.is_mql
+    crossed = decision.is_mql and not previous.is_mql and not _crossed_meanwhile(session, lead_id)
     bulk_upsert(
         session, LeadScore.__table__,  # type: ignore[arg-type]
         {"lead_id": [lead_id], "fit": [decision.fit], "engagement": [decision.engagement],
@@ -370,6 +370,21 @@ def rescore_lead(
         session.add(mql_activity(lead_id, decision.grade, decision.score, now, actor_id))
         session.add(mql_event(lead_id, decision.grade, decision.score, now))
     return ScoreResult(lead_id, decision, ruleset.version, model_id, previous.grade, crossed)
+
+
+def _crossed_meanwhile(session: Session, lead_id: int) -> bool:
+    """Whether another transaction put the lead over the MQL line since we read it.
+
+    Only asked when this re-score crosses the line (rarely), so the common path keeps its
+    round trips. The lead row is locked first (the score row may not exist yet), then the
+    score is read afresh: concurrent events for one lead report one crossing between them.
+    SQLite runs one writer at a time, so the lock is PostgreSQL's only.
+    """
+    # NO KEY UPDATE: the event rows just inserted hold key-share locks on the lead (their
+    # foreign key), which a plain FOR UPDATE would deadlock against.
+    session.execute(select(Lead.id).where(Lead.id == lead_id).with_for_update(key_share=True))
+    stored = session.scalar(select(LeadScore.is_mql).where(LeadScore.lead_id == lead_id))
+    return bool(stored)
 
 
 def grade_change_activity(

@@ -82,7 +82,7 @@ def populate(url: str, n: int) -> dict[str, int]:
                 touches.append({"lead_id": i, "original_lead_id": i, "source": "bench",
                                 "external_id": str(i), "campaign_id": campaign_ids[channel],
                                 "received_at": created, "payload": {}})
-                acts += [{"lead_id": i, "kind": a.kind.value, "occurred_at": a.occurred_at,
+                acts += [{"lead_id": i, "kind": a.kind, "occurred_at": a.occurred_at,
                           "summary": "", "detail": {}, "value": a.value, "ref": a.ref}
                          for a in planted.activities]
             with session_scope() as session:

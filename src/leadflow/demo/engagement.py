@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from leadflow.leads.models import ActivityKind, LeadStatus
+from leadflow.scoring.rules import EngagementEvent
 
 # The true effects on intent (log-odds scale), for tests and for the curious.
 DRIVERS: dict[str, float] = {
@@ -34,20 +35,10 @@ _PAGES = ("/pricing", "/demo", "/case/retail", "/blog/lead-scoring", "/blog/crm-
 
 
 @dataclass(frozen=True, slots=True)
-class PlantedActivity:
-    """One engagement event of a demo lead."""
-
-    kind: ActivityKind
-    occurred_at: datetime
-    value: float | None = None
-    ref: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class PlantedLead:
     """What a demo lead did and where it stands now."""
 
-    activities: list[PlantedActivity]
+    activities: list[EngagementEvent]
     status: LeadStatus
 
 
@@ -83,7 +74,7 @@ def plant(facts: dict[str, Any], created_at: datetime, now: datetime,
     z = intent(facts, rng)
     age_days = max((now - created_at).total_seconds() / 86_400, 0.01)
     span = min(age_days, 60.0)
-    activities: list[PlantedActivity] = []
+    activities: list[EngagementEvent] = []
 
     def at() -> datetime:
         return created_at + timedelta(days=rng.uniform(0, span))
@@ -93,32 +84,32 @@ def plant(facts: dict[str, Any], created_at: datetime, now: datetime,
     for _ in range(n_events):
         r = rng.random()
         if r < 0.35 * (1 - warm) + 0.1:
-            activities.append(PlantedActivity(ActivityKind.EMAIL_OPENED, at()))
+            activities.append(EngagementEvent(ActivityKind.EMAIL_OPENED.value, at()))
         elif r < 0.55:
             page = rng.choice(_PAGES) if rng.random() < 0.5 + 0.3 * warm else "/"
-            activities.append(PlantedActivity(ActivityKind.WEB_VISIT, at(), ref=page))
+            activities.append(EngagementEvent(ActivityKind.WEB_VISIT.value, at(), ref=page))
         elif r < 0.7:
-            activities.append(PlantedActivity(ActivityKind.CONTENT_READ, at(),
+            activities.append(EngagementEvent(ActivityKind.CONTENT_READ.value, at(),
                                               value=float(rng.randint(1, 12))))
         elif r < 0.82:
-            activities.append(PlantedActivity(ActivityKind.EMAIL_CLICKED, at()))
+            activities.append(EngagementEvent(ActivityKind.EMAIL_CLICKED.value, at()))
         elif r < 0.92:
-            activities.append(PlantedActivity(ActivityKind.WEBINAR_ATTENDED, at()))
+            activities.append(EngagementEvent(ActivityKind.WEBINAR_ATTENDED.value, at()))
         elif rng.random() < warm:
-            activities.append(PlantedActivity(ActivityKind.MEETING_BOOKED, at()))
+            activities.append(EngagementEvent(ActivityKind.MEETING_BOOKED.value, at()))
     classes = 0
     if facts.get("channel") == "community_group" or rng.random() < 0.05 * warm:
         classes = min(4, _poisson(rng, 1.0 + 1.5 * warm))
-        activities += [PlantedActivity(ActivityKind.COMMUNITY_CLASS, at())
+        activities += [EngagementEvent(ActivityKind.COMMUNITY_CLASS.value, at())
                        for _ in range(classes)]
     paid = (facts.get("channel") == "paid_consultation"
             or (classes > 0 and rng.random() < 0.1 + 0.4 * warm))
     if paid:
-        activities.append(PlantedActivity(ActivityKind.PAID_CONSULTATION, at(), value=9.9))
+        activities.append(EngagementEvent(ActivityKind.PAID_CONSULTATION.value, at(), value=9.9))
     if facts.get("channel") == "gift":
-        activities.append(PlantedActivity(ActivityKind.GIFT_CLAIMED, created_at))
+        activities.append(EngagementEvent(ActivityKind.GIFT_CLAIMED.value, created_at))
     if z < -1.5 and rng.random() < 0.3:
-        activities.append(PlantedActivity(ActivityKind.UNSUBSCRIBED, at()))
+        activities.append(EngagementEvent(ActivityKind.UNSUBSCRIBED.value, at()))
     conversion = -3.4 + 1.1 * z + (DRIVERS["paid consultation after a community class"]
                                    if paid and classes else 0.6 if paid else 0.0)
     status = LeadStatus.NEW

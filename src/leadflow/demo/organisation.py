@@ -246,7 +246,7 @@ def _plant_engagement(rng: random.Random, now: datetime) -> tuple[int, dict[str,
             planted = plant(facts, created_at, now, rng)
             statuses[planted.status.value].append(lead_id)
             activities += [
-                {"lead_id": lead_id, "kind": a.kind.value, "occurred_at": a.occurred_at,
+                {"lead_id": lead_id, "kind": a.kind, "occurred_at": a.occurred_at,
                  "summary": "", "detail": {}, "value": a.value, "ref": a.ref}
                 for a in planted.activities
             ]

@@ -502,39 +502,23 @@ def capture_retrying(
     thresholds: MatchThresholds,
     actor_id: int | None = None,
 ) -> CaptureResult:
-    """Capture for concurrent callers (API, webhooks), then score the leads it touched.
-
-    Scoring in the request means a hot lead has its grade (and, past the MQL line, its
-    routing event) before the webhook answers.
-    """
-    result = _capture_retrying(
-        session=session, records=records, source=source, campaign_id=campaign_id, now=now,
-        thresholds=thresholds, actor_id=actor_id,
-    )
-    touched = [r.lead_id for r in result.results
-               if r.lead_id is not None and r.outcome in (Outcome.CREATED, Outcome.MERGED)]
-    scoring_batch.rescore_leads(session=session, lead_ids=touched, now=now, actor_id=actor_id)
-    return result
-
-
-def _capture_retrying(
-    *,
-    session: Session,
-    records: Sequence[IncomingRecord],
-    source: str,
-    campaign_id: int | None,
-    now: datetime,
-    thresholds: MatchThresholds,
-    actor_id: int | None = None,
-) -> CaptureResult:
-    """:func:`capture_batch` made safe against concurrent deliveries of the same record.
+    """:func:`capture_batch` for concurrent callers (API, webhooks), then score the leads.
 
     Two deliveries of the same record can race. On PostgreSQL, small batches first take a
     transaction-scoped advisory lock per (source, external_id), so the second delivery
     waits and then skips. Otherwise the loser hits the unique (source, external_id)
     constraint: its savepoint is rolled back and the batch captured again, which now finds
     the winner's touchpoint and skips it. Either way nothing is created twice.
+
+    Scoring in the request means a hot lead has its grade (and, past the MQL line, its
+    routing event) before the webhook answers.
     """
+    def capture() -> CaptureResult:
+        return capture_batch(
+            session=session, records=records, source=source, campaign_id=campaign_id,
+            now=now, thresholds=thresholds, actor_id=actor_id,
+        )
+
     if session.get_bind().dialect.name == "postgresql" and len(records) <= _LOCKED_BATCH:
         # Cheaper than a savepoint on the hot webhook path: deliveries of one record wait
         # for each other, and the later one finds the earlier one's touchpoint.
@@ -544,19 +528,18 @@ def _capture_retrying(
                  "FROM unnest(CAST(:ids AS text[])) AS e ORDER BY k) AS keys"),
             {"source": source, "ids": [r.external_id for r in records]},
         )
-        return capture_batch(
-            session=session, records=records, source=source, campaign_id=campaign_id,
-            now=now, thresholds=thresholds, actor_id=actor_id,
-        )
-    lock_for_writing(session)
-    for attempt in range(3):
-        try:
-            with session.begin_nested():
-                return capture_batch(
-                    session=session, records=records, source=source, campaign_id=campaign_id,
-                    now=now, thresholds=thresholds, actor_id=actor_id,
-                )
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+        result = capture()
+    else:
+        lock_for_writing(session)
+        for attempt in range(3):
+            try:
+                with session.begin_nested():
+                    result = capture()
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+    touched = [r.lead_id for r in result.results
+               if r.lead_id is not None and r.outcome in (Outcome.CREATED, Outcome.MERGED)]
+    scoring_batch.rescore_leads(session=session, lead_ids=touched, now=now, actor_id=actor_id)
+    return result

@@ -307,9 +307,8 @@ def lead_detail(lead_id: DbId, request: Request, session: SessionDep,
     context = {
         "lead": lead,
         "score": score,
-        "explanation": explanation,
-        "next_grade": scoring_service.next_grade(session=session, decision=explanation)
-        if explanation else None,
+        "explanation": explanation.decision if explanation else None,
+        "next_grade": explanation.next_grade if explanation else None,
         "reason_sources": REASON_SOURCES,
         "activity_phrases": ACTIVITY_PHRASES,
         "timeline": leads_service.timeline(session=session, lead_id=lead.id),

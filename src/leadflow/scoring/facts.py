@@ -171,7 +171,8 @@ def _columns(rows: list[tuple[Any, ...]]) -> np.ndarray:
     return table
 
 
-def _now_param(session: Session, now: datetime) -> Any:
+def sql_timestamp(session: Session, now: datetime) -> Any:
+    """A timestamp as raw SQL compares it: SQLite stores text, PostgreSQL a timestamptz."""
     if session.get_bind().dialect.name == "sqlite":
         return now.strftime("%Y-%m-%d %H:%M:%S.%f")
     return now
@@ -293,7 +294,7 @@ def _read_events(
         f"NULL, NULL FROM touchpoint x WHERE {lead_where}"
         ") e"
     ).bindparams(*binds)
-    rows = _raw_rows(session, sql, {**params, **point_params, "now": _now_param(session, now),
+    rows = _raw_rows(session, sql, {**params, **point_params, "now": sql_timestamp(session, now),
                                     "half_life": config.half_life_days})
     if not rows:
         empty = np.array([], dtype=object)

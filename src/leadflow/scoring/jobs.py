@@ -22,7 +22,13 @@ from leadflow.errors import DomainError
 from leadflow.leads.models import Lead, LeadStatus, Touchpoint
 from leadflow.scoring import batch, learning
 from leadflow.scoring import service as scoring_service
-from leadflow.scoring.facts import MODEL_COLUMNS, MODEL_LEAD_FIELDS, add_counts, read_batch
+from leadflow.scoring.facts import (
+    MODEL_COLUMNS,
+    MODEL_LEAD_FIELDS,
+    add_counts,
+    read_batch,
+    sql_timestamp,
+)
 from leadflow.scoring.models import ScoringModel
 from leadflow.scoring.rules import engagement_scores
 from leadflow.scoring.schemas import RulesetDocument
@@ -156,7 +162,7 @@ def training_frame(
             old = {int(i) for (i,) in session.execute(
                 text("SELECT id FROM lead WHERE id >= :low AND id < :high "
                      "AND created_at < :cutoff"),
-                {"low": low, "high": high, "cutoff": _param(session, cutoff)})}
+                {"low": low, "high": high, "cutoff": sql_timestamp(session, cutoff)})}
         status = frame["status"].astype(str)
         converted = status == LeadStatus.CONVERTED.value
         lost = (status == LeadStatus.DISQUALIFIED.value) | frame["lead_id"].isin(old)
@@ -167,12 +173,6 @@ def training_frame(
     if not frames:
         return pd.DataFrame(columns=["lead_id", *MODEL_COLUMNS, TARGET])
     return pd.concat(frames, ignore_index=True)
-
-
-def _param(session: Session, value: datetime) -> object:
-    if session.get_bind().dialect.name == "sqlite":
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
 
 
 def train_from_database(

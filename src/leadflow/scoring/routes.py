@@ -54,10 +54,8 @@ def lead_score(lead_id: int, session: SessionDep, user: CurrentUser) -> ScoreOut
     """A lead's score as of now, with every reason (rules and learned contributions)."""
     lead = leads_service.get_lead(session=session, user=user, lead_id=lead_id)
     now = clock.now()
-    decision = scoring_service.explain(session=session, lead_id=lead.id, now=now)
-    ruleset = scoring_service.current_ruleset(session=session)
-    model = scoring_service.active_model(session=session)
-    return _score_out(lead.id, decision, ruleset.version, model[0] if model else None, now)
+    result = scoring_service.explain(session=session, lead_id=lead.id, now=now)
+    return _score_out(lead.id, result.decision, result.ruleset_version, result.model_id, now)
 
 
 @router.post("/leads/{lead_id}/score/flags", status_code=201)

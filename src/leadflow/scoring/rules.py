@@ -438,6 +438,14 @@ def apply_overrides_array(
     return result
 
 
+def next_grade(grading: GradingConfig, decision: ScoreDecision) -> tuple[str, float] | None:
+    """The next grade up and how many score points it needs (none for A+ or an override)."""
+    if decision.override is not None or decision.grade == GRADES[0]:
+        return None
+    better = GRADES[GRADES.index(decision.grade) - 1]
+    return better, max(grading.thresholds[better] - decision.score, 0.0)
+
+
 def is_mql(grading: GradingConfig, grade: str) -> bool:
     """True when ``grade`` is at or above the MQL line."""
     return grade_rank(grade) <= grade_rank(grading.mql_grade)

@@ -36,8 +36,9 @@ from leadflow.scoring.rules import (
     Reason,
     ScoreDecision,
     decide,
+    next_grade,
 )
-from leadflow.scoring.schemas import GRADES, ActivityIn, FlagIn, RulesetDocument
+from leadflow.scoring.schemas import ActivityIn, FlagIn, RulesetDocument
 
 # Log-odds are shown as points, ×10, so "+0.9 log-odds" reads "+9".
 POINTS_PER_LOG_ODDS = 10.0
@@ -192,17 +193,6 @@ def load_model(row: ScoringModel) -> learning.ConversionModel:
             kind=row.kind, spec=row.spec, blob=row.blob, metrics=row.metrics
         )
     return _loaded[row.digest]
-
-
-def active_model(*, session: Session) -> tuple[int, learning.ConversionModel] | None:
-    """The model that scores leads in the database now, if one is active."""
-    row = session.execute(
-        select(ScoringModel.id, ScoringModel.digest).where(ScoringModel.is_active).limit(1)
-    ).one_or_none()
-    if row is None:
-        return None
-    model_id, digest = row
-    return model_id, _model(session, model_id, digest)
 
 
 def model_by_id(*, session: Session, model_id: int | None) -> learning.ConversionModel | None:
@@ -431,28 +421,23 @@ def record_activity(
     return row, rescore_lead(session=session, lead_id=lead.id, now=now, actor_id=actor_id)
 
 
-def explain(*, session: Session, lead_id: int, now: datetime) -> ScoreDecision:
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A lead's score as of now with every reason, and what produced it."""
+
+    decision: ScoreDecision
+    ruleset_version: int
+    model_id: int | None
+    # The next grade up and the score points it needs (none for A+ or an override).
+    next_grade: tuple[str, float] | None
+
+
+def explain(*, session: Session, lead_id: int, now: datetime) -> Explanation:
     """The lead's score as of ``now`` with every reason, learned ones included (not stored)."""
     facts, state = _read(session, lead_id)
-    decision, _, _ = _decide(session, facts, now, state, explain=True)
-    return decision
-
-
-def next_grade(*, session: Session, decision: ScoreDecision) -> tuple[str, float] | None:
-    """The next grade up and how many score points it needs (none for A+ or an override)."""
-    if decision.override is not None or decision.grade == "A+":
-        return None
-    thresholds = current_ruleset(session=session).document.grading.thresholds
-    better = GRADES[GRADES.index(decision.grade) - 1]
-    return better, max(thresholds[better] - decision.score, 0.0)
-
-
-def scores_of(*, session: Session, lead_ids: list[int]) -> dict[int, LeadScore]:
-    """Stored scores of ``lead_ids`` (leads never scored are absent)."""
-    if not lead_ids:
-        return {}
-    return {s.lead_id: s for s in session.scalars(
-        select(LeadScore).where(LeadScore.lead_id.in_(lead_ids)))}
+    decision, ruleset, model_id = _decide(session, facts, now, state, explain=True)
+    return Explanation(decision, ruleset.version, model_id,
+                       next_grade(ruleset.document.grading, decision))
 
 
 # --- feedback -------------------------------------------------------------------------------

@@ -13,6 +13,18 @@ from leadflow.leads.models import (
     Lead,
     Touchpoint,
 )
+from leadflow.routing.models import (
+    LeadPool,
+    Notice,
+    Ownership,
+    RepAbsence,
+    RepDayLoad,
+    RepPass,
+    RepProfile,
+    RoutingRule,
+    SlaBreach,
+    TeamPolicy,
+)
 from leadflow.scoring.models import GradeFlag, LeadScore, ScoringModel, ScoringRuleset
 from leadflow.users.models import ApiToken, Team, User
 
@@ -29,11 +41,21 @@ __all__ = [
     "ImportReject",
     "Lead",
     "LeadMerge",
+    "LeadPool",
     "LeadScore",
+    "Notice",
     "OutboxEvent",
+    "Ownership",
+    "RepAbsence",
+    "RepDayLoad",
+    "RepPass",
+    "RepProfile",
+    "RoutingRule",
     "ScoringModel",
     "ScoringRuleset",
+    "SlaBreach",
     "Team",
+    "TeamPolicy",
     "Touchpoint",
     "User",
 ]

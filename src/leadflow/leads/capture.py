@@ -37,6 +37,7 @@ from leadflow.cleaning.rules import (
 from leadflow.db import bulk_insert, lock_for_writing
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touchpoint
 from leadflow.leads.rules import CleanRecord, clean_record
+from leadflow.routing import service as routing_service
 from leadflow.scoring import batch as scoring_batch
 
 _lead = cast(Table, Lead.__table__)
@@ -415,7 +416,8 @@ def _insert_leads(
         row["custom_fields"] = row["custom_fields"] or {}
         row.update(
             status=LeadStatus.NEW.value, source=source, campaign_id=campaign_id,
-            do_not_contact=False, created_at=now, updated_at=now,
+            do_not_contact=False, created_at=now, updated_at=now, route_due_at=now,
+            recycle_count=0,
         )
         rows.append(row)
     if len(rows) == 1 and session.get_bind().dialect.name == "postgresql":
@@ -510,8 +512,8 @@ def capture_retrying(
     constraint: its savepoint is rolled back and the batch captured again, which now finds
     the winner's touchpoint and skips it. Either way nothing is created twice.
 
-    Scoring in the request means a hot lead has its grade (and, past the MQL line, its
-    routing event) before the webhook answers.
+    Scoring and routing in the request mean a new or newly hot lead has its grade and its
+    owner (or pool) before the webhook answers.
     """
     def capture() -> CaptureResult:
         return capture_batch(
@@ -542,4 +544,5 @@ def capture_retrying(
     touched = [r.lead_id for r in result.results
                if r.lead_id is not None and r.outcome in (Outcome.CREATED, Outcome.MERGED)]
     scoring_batch.rescore_leads(session=session, lead_ids=touched, now=now, actor_id=actor_id)
+    routing_service.route_due(session=session, now=now, lead_ids=touched, actor_id=actor_id)
     return result

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db import Base, JSONType
@@ -56,6 +56,20 @@ class ActivityKind(StrEnum):
     GRADE_CHANGED = "grade_changed"
     MQL_REACHED = "mql_reached"
     GRADE_FLAGGED = "grade_flagged"
+    # Ownership: routing, pools, SLAs (see routing).
+    POOLED = "pooled"
+    REJECTED = "rejected"
+    RETURNED = "returned"
+    RECYCLED = "recycled"
+    RECYCLE_WARNED = "recycle_warned"
+    CLAIMED = "claimed"
+    TRANSFERRED = "transferred"
+    SLA_BREACHED = "sla_breached"
+    # What a rep does to reach the lead: a real touch stops the speed-to-lead clock.
+    CALL_LOGGED = "call_logged"
+    EMAIL_SENT = "email_sent"
+    MESSAGE_SENT = "message_sent"
+    MEETING_HELD = "meeting_held"
 
 
 # Activities a lead does itself (as opposed to what the system or a rep does to it).
@@ -71,10 +85,25 @@ ENGAGEMENT_KINDS: frozenset[ActivityKind] = frozenset(
 )
 
 
+# A rep's real touches: the first one accepts the lead and each one is a follow-up.
+TOUCH_KINDS: frozenset[ActivityKind] = frozenset(
+    {ActivityKind.CALL_LOGGED, ActivityKind.EMAIL_SENT, ActivityKind.MESSAGE_SENT,
+     ActivityKind.MEETING_HELD}
+)
+
+
 class Lead(Base):
     """One person who might buy."""
 
     __tablename__ = "lead"
+    __table_args__ = (
+        Index("ix_lead_route_due_at", "route_due_at",
+              sqlite_where=text("route_due_at IS NOT NULL"),
+              postgresql_where=text("route_due_at IS NOT NULL")),
+        Index("ix_lead_protected_until", "protected_until",
+              sqlite_where=text("owner_id IS NOT NULL"),
+              postgresql_where=text("owner_id IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str | None] = mapped_column(String(120))
@@ -107,6 +136,19 @@ class Lead(Base):
     key_name_company: Mapped[str | None] = mapped_column(String(240), index=True)
     key_name_place: Mapped[str | None] = mapped_column(String(240), index=True)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id"))
+    # Routing state (see routing): a lead has an owner or sits in a pool once routed.
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("lead_pool.id"), index=True)
+    # Set when the lead needs (re)routing: on arrival, on crossing the MQL line, after a
+    # rejection or an SLA breach; routers pick due leads up and clear it.
+    route_due_at: Mapped[datetime | None]
+    # The clock every ownership change restarts, and the protection period (保护期) it opens.
+    owned_at: Mapped[datetime | None]
+    protected_until: Mapped[datetime | None]
+    recycle_warned_at: Mapped[datetime | None]
+    recycle_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    first_touch_at: Mapped[datetime | None]
+    last_touch_at: Mapped[datetime | None]
+    follow_up_on: Mapped[date | None]
     # Not indexed: lists order by id, which follows creation; every index costs imports.
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from leadflow.db import bulk_insert, bulk_upsert
 from leadflow.events.models import EventKind, OutboxEvent
-from leadflow.leads.models import Activity, ActivityKind
+from leadflow.leads.models import Activity, ActivityKind, Lead
 from leadflow.scoring import learning
 from leadflow.scoring import service as scoring_service
 from leadflow.scoring.facts import (
@@ -201,5 +201,10 @@ def _record_changes(
          "payload": {"grade": grades[i], "score": round(float(score[i]), 2)}, "attempts": 0}
         for i in crossed
     ])
+    if len(crossed):
+        # Past the MQL line the leads are due for routing (promotion to sales).
+        bulk_upsert(session, Lead.__table__, {  # type: ignore[arg-type]
+            "id": [int(lead_ids[i]) for i in crossed], "route_due_at": [now] * len(crossed)},
+            key="id", update_only=True)
     summary.grade_changes += len(changed)
     summary.new_mqls += len(crossed)

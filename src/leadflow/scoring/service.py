@@ -21,6 +21,7 @@ from leadflow.db import bulk_upsert
 from leadflow.errors import Conflict, DomainError, NotFound
 from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, ActivityKind, Lead
+from leadflow.routing import service as routing_service
 from leadflow.scoring import learning
 from leadflow.scoring.facts import (
     MODEL_COLUMNS,
@@ -359,6 +360,8 @@ def rescore_lead(
     if crossed:
         session.add(mql_activity(lead_id, decision.grade, decision.score, now, actor_id))
         session.add(mql_event(lead_id, decision.grade, decision.score, now))
+        # Past the MQL line the lead is due for routing (promotion to sales).
+        session.execute(update(Lead).where(Lead.id == lead_id).values(route_due_at=now))
     return ScoreResult(lead_id, decision, ruleset.version, model_id, previous.grade, crossed)
 
 
@@ -418,7 +421,11 @@ def record_activity(
     )
     session.add(row)
     session.flush()
-    return row, rescore_lead(session=session, lead_id=lead.id, now=now, actor_id=actor_id)
+    result = rescore_lead(session=session, lead_id=lead.id, now=now, actor_id=actor_id)
+    if result.crossed_mql:
+        routing_service.route_due(session=session, now=now, lead_ids=[lead.id],
+                                  actor_id=actor_id)
+    return row, result
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,12 @@ class Permission(StrEnum):
     FORMS_MANAGE = "forms.manage"
     SCORING_MANAGE = "scoring.manage"
     SCORING_READ = "scoring.read"
+    # Routing: edit rules, policies and pools, reroute triage, transfer any lead.
+    ROUTING_MANAGE = "routing.manage"
+    # A team lead's share of it: their team's board, triage, breaches and transfers.
+    ROUTING_TEAM = "routing.team"
+    # Claim from a pool, reject or return own leads, log touches.
+    LEADS_WORK = "leads.work"
 
 
 _P = Permission
@@ -32,14 +38,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MANAGER: frozenset(
         {_P.LEADS_READ_ALL, _P.LEADS_CAPTURE, _P.LEADS_IMPORT, _P.LEADS_MERGE, _P.LEADS_EXPORT,
          _P.CAMPAIGNS_READ, _P.CAMPAIGNS_MANAGE, _P.ENRICH_LOAD, _P.FORMS_MANAGE,
-         _P.SCORING_READ}
+         _P.SCORING_READ, _P.ROUTING_MANAGE, _P.ROUTING_TEAM}
     ),
     Role.TEAM_LEAD: frozenset(
         {_P.LEADS_READ_TEAM, _P.LEADS_CAPTURE, _P.LEADS_MERGE, _P.CAMPAIGNS_READ,
-         _P.SCORING_READ}
+         _P.SCORING_READ, _P.ROUTING_TEAM, _P.LEADS_WORK}
     ),
-    Role.REP: frozenset({_P.LEADS_READ_OWN, _P.LEADS_CAPTURE, _P.CAMPAIGNS_READ}),
-    Role.PRESALES: frozenset({_P.LEADS_READ_OWN, _P.LEADS_CAPTURE, _P.CAMPAIGNS_READ}),
+    Role.REP: frozenset({_P.LEADS_READ_OWN, _P.LEADS_CAPTURE, _P.CAMPAIGNS_READ,
+                         _P.LEADS_WORK}),
+    Role.PRESALES: frozenset({_P.LEADS_READ_OWN, _P.LEADS_CAPTURE, _P.CAMPAIGNS_READ,
+                              _P.LEADS_WORK}),
     Role.MARKETER: frozenset(
         {_P.LEADS_READ_ALL, _P.LEADS_CAPTURE, _P.LEADS_IMPORT, _P.LEADS_EXPORT,
          _P.CAMPAIGNS_READ, _P.CAMPAIGNS_MANAGE, _P.ENRICH_LOAD, _P.FORMS_MANAGE,

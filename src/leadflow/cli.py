@@ -18,6 +18,7 @@ from leadflow.campaigns.models import Channel
 from leadflow.campaigns.schemas import CampaignCreate
 from leadflow.db import session_scope
 from leadflow.errors import DomainError
+from leadflow.routing.cli import routing_app
 from leadflow.scoring.cli import scoring_app
 from leadflow.users import service as users_service
 from leadflow.users.models import Role, Segment, Team, TeamKind, User
@@ -38,6 +39,7 @@ app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(enrich_app, name="enrich")
 app.add_typer(forms_app, name="forms")
 app.add_typer(scoring_app, name="scoring")
+app.add_typer(routing_app, name="routing")
 
 console = terminal.console
 JsonOpt = terminal.JsonOpt
@@ -298,14 +300,36 @@ def demo_cmd(
     _emit(summary, as_json, "demo organisation")
 
 
+@app.command("worker")
+def worker_cmd(
+    interval: Annotated[float, typer.Option(help="Seconds between passes")] = 15.0,
+    once: Annotated[bool, typer.Option(help="Run one pass and exit")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the periodic jobs: routing of due leads, SLA checks, recycling, away reps."""
+    from leadflow import worker
+
+    if once:
+        _emit(worker.run_once(), as_json, "worker pass")
+        return
+    worker.run_forever(interval_s=interval)
+
+
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    with_worker: Annotated[bool, typer.Option("--worker/--no-worker",
+                                              help="Run a worker in-process")] = True,
+    interval: Annotated[float, typer.Option(help="Worker seconds between passes")] = 15.0,
 ) -> None:
-    """Run the web app."""
+    """Run the web app (with an in-process worker unless --no-worker)."""
     import uvicorn
 
+    if with_worker:
+        from leadflow import worker
+
+        worker.start_in_thread(interval_s=interval)
     uvicorn.run("leadflow.main:create_app", factory=True, host=host, port=port,
                 log_level="info")
 

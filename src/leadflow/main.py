@@ -24,6 +24,7 @@ from leadflow.db import get_engine
 from leadflow.deps import LoginRequired, PageUser
 from leadflow.errors import DomainError, InvalidInput
 from leadflow.leads.routes import router as leads_router
+from leadflow.routing.routes import router as routing_router
 from leadflow.scoring.routes import router as scoring_router
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -105,6 +106,7 @@ def create_app() -> FastAPI:
     app.include_router(leads_router)
     app.include_router(campaigns_router)
     app.include_router(scoring_router)
+    app.include_router(routing_router)
     from leadflow.web.pages import register_pages
 
     register_pages(app)

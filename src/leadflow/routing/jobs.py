@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from rich.progress import Progress
 from sqlalchemy import func, select
 
 from leadflow.db import session_scope
@@ -27,12 +26,13 @@ def due_count(*, now: datetime) -> int:
 
 
 def route_all_due(
-    *, now: datetime, chunk: int = service.ROUTE_CHUNK, progress: Progress | None = None,
-    lead_ids: list[int] | None = None,
+    *, now: datetime, chunk: int = service.ROUTE_CHUNK,
+    progress: Callable[[int, int], None] | None = None, lead_ids: list[int] | None = None,
 ) -> RouteSummary:
-    """Route every lead due at ``now`` (or the due ones among ``lead_ids``), chunk by chunk."""
+    """Route every lead due at ``now`` (or the due ones among ``lead_ids``), chunk by chunk;
+    ``progress(done, total)`` after each chunk."""
     total = RouteSummary()
-    task = progress.add_task("routing", total=due_count(now=now)) if progress else None
+    expected = due_count(now=now) if progress else 0
     todo = lead_ids
     while True:
         ids = None
@@ -41,8 +41,8 @@ def route_all_due(
         with session_scope() as session:
             summary = service.route_due(session=session, now=now, lead_ids=ids, limit=chunk)
         total.add(summary)
-        if progress is not None and task is not None:
-            progress.advance(task, summary.leads)
+        if progress is not None:
+            progress(total.leads, max(expected, total.leads))
         if (todo is None and summary.leads == 0) or todo == []:
             break
     return total

@@ -57,6 +57,7 @@ from leadflow.routing.schemas import (
 )
 from leadflow.scoring.models import LeadScore
 from leadflow.users.models import Role, Team, User
+from leadflow.users.rules import Permission, has_permission
 
 # Leads a router can (re)route; qualified and closed leads keep their owner.
 ROUTABLE = (LeadStatus.NEW, LeadStatus.NURTURING, LeadStatus.ASSIGNED, LeadStatus.WORKING)
@@ -1185,3 +1186,28 @@ def save_pool(*, session: Session, data: PoolIn, now: datetime,
     session.add(pool)
     session.flush()
     return pool
+
+
+def require_team_scope(*, user: User, team_ids: Iterable[int | None]) -> None:
+    """Managers act on any team; a team lead only on their own team's leads and reps."""
+    if has_permission(user.role, Permission.ROUTING_MANAGE):
+        return
+    if not has_permission(user.role, Permission.ROUTING_TEAM):
+        raise PermissionDenied(f"your role ({user.role}) may not route leads")
+    if any(t != user.team_id for t in team_ids):
+        raise PermissionDenied("team leads act on their own team only")
+
+
+def ownership_of(*, session: Session, lead_id: int) -> tuple[Lead, Ownership | None]:
+    """A lead and its open ownership (owner or pool, reason, SLA)."""
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound(f"lead {lead_id} not found")
+    own = session.scalar(select(Ownership).where(Ownership.lead_id == lead_id,
+                                                 Ownership.ended_at.is_(None)))
+    return lead, own
+
+
+def lead_teams(*, session: Session, lead_ids: Sequence[int]) -> set[int | None]:
+    """The teams the given leads belong to (for scope checks)."""
+    return set(session.scalars(select(Lead.team_id).where(Lead.id.in_(lead_ids)).distinct()))

@@ -1,0 +1,70 @@
+"""``leadflow routing …``: route due leads, run the periodic checks, show the rules."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.table import Table
+
+from leadflow import clock, terminal
+from leadflow.db import session_scope
+
+routing_app = typer.Typer(help="Routing, pools and SLAs.", no_args_is_help=True)
+
+
+@routing_app.command("route")
+def route_cmd(as_json: terminal.JsonOpt = False) -> None:
+    """Route every lead that is due (new, newly MQL, rerouted), with a progress bar."""
+    from leadflow.routing import jobs
+
+    now = clock.now()
+    with terminal.progress() as bar:
+        task = bar.add_task("routing leads", total=None, rate="")
+        started = time.perf_counter()
+
+        def report(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} leads/s")
+
+        summary = jobs.route_all_due(now=now, progress=report)
+    terminal.emit(summary.as_dict(), as_json, "routing")
+
+
+@routing_app.command("sweep")
+def sweep_cmd(as_json: terminal.JsonOpt = False) -> None:
+    """Run the periodic checks once: SLA escalations, recycling, away reps, then routing."""
+    from leadflow.routing import jobs
+
+    terminal.emit(jobs.sweep(now=clock.now()).as_dict(), as_json, "routing sweep")
+
+
+@routing_app.command("rules")
+def rules_cmd(as_json: terminal.JsonOpt = False) -> None:
+    """The routing table in order."""
+    from leadflow.routing import service
+
+    with session_scope() as session:
+        rows = [{"position": r.position, "id": r.id, "name": r.name, "active": r.is_active,
+                 "conditions": r.conditions, "team_id": r.team_id, "pool_id": r.pool_id}
+                for r in service.list_rules(session=session)]
+    if as_json:
+        terminal.emit({"rules": rows}, True, "")
+        return
+    table = Table("#", "name", "conditions", "team", "pool", "active")
+    for r in rows:
+        table.add_row(str(r["position"]), str(r["name"]), str(r["conditions"]),
+                      str(r["team_id"] or ""), str(r["pool_id"] or ""), str(r["active"]))
+    terminal.console.print(table)
+
+
+@routing_app.command("check")
+def check_cmd(as_json: terminal.JsonOpt = False) -> None:
+    """Check the routing invariants: no lead without owner or pool, no rep over capacity."""
+    from leadflow.routing import invariants
+
+    with session_scope() as session:
+        report = invariants.check(session=session)
+    terminal.emit(report, as_json, "routing check")
+    if any(report.values()):
+        raise typer.Exit(1)

@@ -20,7 +20,8 @@ def over_capacity(*, session: Session) -> list[dict[str, object]]:
     """Rep-days on which a grade's routed leads exceed the rep's capacity for it."""
     policies = {p.team_id: p.capacity for p in session.scalars(select(TeamPolicy))}
     profiles = {p.user_id: p.capacity for p in session.scalars(select(RepProfile))}
-    teams = dict(session.execute(select(User.id, User.team_id)).tuples().all())
+    teams: dict[int, int | None] = {
+        uid: team for uid, team in session.execute(select(User.id, User.team_id))}
     found = []
     for user_id, day, grade, n in session.execute(
         select(RepDayLoad.user_id, RepDayLoad.day, RepDayLoad.grade, RepDayLoad.assigned)

@@ -6,8 +6,8 @@ into these small dataclasses, call the decisions and write the results with thei
 Fairness is stride scheduling: every rep of a team has a *pass*; the rep with the lowest
 pass among the eligible ones is next and then advances by its stride (1 for round-robin,
 1/weight for weighted). The team keeps a virtual time (the pass of the last choice); a rep
-who joins, or returns after being ineligible, starts no further back than one stride behind
-it, so nobody gets a burst and nobody's rotation restarts when the team changes.
+who joins, or returns after being ineligible, starts no further back than it, so nobody
+gets a catch-up burst and nobody's rotation restarts when the team changes.
 """
 
 from __future__ import annotations
@@ -278,8 +278,8 @@ def choose_rep(
     1. Drop reps who are unavailable, at their daily capacity for the lead's grade, at
        their open-lead limit, lack the lead's language or product line, or had the lead
        before (a rejection or an SLA reroute); count why.
-    2. Each remaining rep's pass is lifted to at least one stride behind the team's
-       virtual time (no catch-up bursts after an absence or on joining).
+    2. Each remaining rep's pass is lifted to at least the team's virtual time (no
+       catch-up burst after an absence or on joining; a no-op while everyone is eligible).
     3. Round-robin and weighted take the lowest pass; least-loaded takes the fewest open
        leads, then the lowest pass. Ties go to the lower user id (deterministic).
     4. The chosen rep's pass advances by its stride, its counters grow, and the virtual
@@ -298,7 +298,7 @@ def choose_rep(
         return RepChoice(None, _nobody(len(team.reps), skipped), 0, dict(skipped))
     floor = team.virtual_pass
     for rep in eligible:
-        rep.pass_value = max(rep.pass_value, floor - rep.stride)
+        rep.pass_value = max(rep.pass_value, floor)
     if team.strategy == Strategy.LEAST_LOADED:
         rep = min(eligible, key=lambda r: (r.open_leads, r.pass_value, r.user_id))
     else:

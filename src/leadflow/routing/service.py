@@ -185,9 +185,12 @@ def system_pool(*, session: Session, kind: PoolKind, now: datetime) -> LeadPool:
             PoolKind.PUBLIC: PUBLIC_POOL}[kind]
     pool = session.scalar(select(LeadPool).where(LeadPool.name == name))
     if pool is None:
-        pool = LeadPool(name=name, kind=kind, created_at=now)
-        session.add(pool)
-        session.flush()
+        # Insert-or-ignore: two routers may need the pool at the same moment.
+        _insert_ignore(session, LeadPool.__table__, [{
+            "name": name, "kind": kind.value, "claim_daily_cap": 10, "holding_cap": 50,
+            "protection_days": 7, "extension_days": 7, "max_protection_days": 30,
+            "warn_days": 2, "reclaim_cooldown_days": 7, "created_at": now}])
+        pool = session.scalars(select(LeadPool).where(LeadPool.name == name)).one()
     return pool
 
 

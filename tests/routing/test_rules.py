@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -100,7 +101,7 @@ def test_joining_rep_neither_resets_the_rotation_nor_gets_a_burst() -> None:
     # Over the next 50 leads everyone, the newcomer included, gets 10 ± 1.
     assert all(abs(counts[uid] - 10) <= 1 for uid in (1, 2, 3, 4, 9))
     # The newcomer never gets two in a row (no catch-up burst).
-    assert all(not (a == b == 9) for a, b in zip(picks, picks[1:], strict=False))
+    assert all(not (a == b == 9) for a, b in pairwise(picks))
     assert before[1] == 11
 
 

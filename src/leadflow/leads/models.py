@@ -97,9 +97,15 @@ class Lead(Base):
 
     __tablename__ = "lead"
     __table_args__ = (
-        Index("ix_lead_route_due_at", "route_due_at",
+        # Routers take due leads oldest first: (route_due_at, id) is the claim order.
+        Index("ix_lead_route_due_at", "route_due_at", "id",
               sqlite_where=text("route_due_at IS NOT NULL"),
               postgresql_where=text("route_due_at IS NOT NULL")),
+        # 撞单 checks look owned leads up by company; unowned (new) leads stay out of it,
+        # so imports do not pay for this index.
+        Index("ix_lead_company_key_owned", "company_key",
+              sqlite_where=text("owner_id IS NOT NULL"),
+              postgresql_where=text("owner_id IS NOT NULL")),
         Index("ix_lead_protected_until", "protected_until",
               sqlite_where=text("owner_id IS NOT NULL"),
               postgresql_where=text("owner_id IS NOT NULL")),

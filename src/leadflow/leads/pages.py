@@ -35,6 +35,8 @@ from leadflow.leads import export as lead_export
 from leadflow.leads import files, imports
 from leadflow.leads import service as leads_service
 from leadflow.leads.models import ImportJob, ImportReject, ImportStatus, LeadStatus
+from leadflow.routing import boards as routing_boards
+from leadflow.routing import pages as routing_pages
 from leadflow.scoring import jobs as scoring_jobs
 from leadflow.scoring import service as scoring_service
 from leadflow.scoring.models import LeadScore
@@ -102,6 +104,18 @@ TIMELINE_LABELS: dict[str, str] = {
     "grade_changed": N_("Grade changed"),
     "mql_reached": N_("Became an MQL"),
     "grade_flagged": N_("Grade flagged"),
+    "pooled": N_("Put in a pool"),
+    "rejected": N_("Rejected by the owner"),
+    "returned": N_("Returned to nurture"),
+    "recycled": N_("Recycled to the pool"),
+    "recycle_warned": N_("Recycle warning"),
+    "claimed": N_("Claimed"),
+    "transferred": N_("Transferred"),
+    "sla_breached": N_("SLA breached"),
+    "call_logged": N_("Call"),
+    "email_sent": N_("Email sent"),
+    "message_sent": N_("Message sent"),
+    "meeting_held": N_("Meeting held"),
 }
 IMPORT_STATUS_LABELS: dict[str, str] = {
     ImportStatus.QUEUED: N_("Queued"),
@@ -318,6 +332,9 @@ def lead_detail(lead_id: DbId, request: Request, session: SessionDep,
         "campaigns": _campaign_names(session),
         "people": _user_names(session, {lead.owner_id, *(m.actor_id for m in merges)}),
         "detail_fields": DETAIL_FIELDS,
+        "ownership": None if lead.merged_into_id else routing_boards.ownership_card(
+            session=session, lead=lead, viewer=user),
+        **routing_pages.LABELS,
         **_labels(),
     }
     return render(request, "leads/detail.html", context, user=user)

@@ -208,13 +208,15 @@ class Ownership(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
-    pool_id: Mapped[int | None] = mapped_column(ForeignKey("lead_pool.id"))
+    # Team, pool, rule and actor are history, not links: no foreign keys, so a ledger row
+    # outlives a deleted rule or pool, and a batch insert skips four checks per row.
+    team_id: Mapped[int | None]
+    pool_id: Mapped[int | None]
     kind: Mapped[OwnershipKind] = mapped_column(String(12))
     grade: Mapped[str | None] = mapped_column(String(2))
-    rule_id: Mapped[int | None] = mapped_column(ForeignKey("routing_rule.id"))
+    rule_id: Mapped[int | None]
     reason: Mapped[str] = mapped_column(Text, default="")
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    actor_id: Mapped[int | None]
     started_at: Mapped[datetime]
     sla_due_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]

@@ -134,6 +134,22 @@ def match_rule(rules: Iterable[RuleSpec], facts: RouteFacts) -> RuleMatch:
     return RuleMatch(None, "no routing rule matched")
 
 
+def match_rules(rules: Sequence[RuleSpec], leads: Iterable[RouteFacts]) -> list[RuleMatch]:
+    """:func:`match_rule` for many leads; leads alike in every field a rule reads share one
+    evaluation (a batch has few distinct profiles, and the reason text is the same)."""
+    uses_probability = any(r.min_probability is not None for r in rules)
+    memo: dict[tuple[object, ...], RuleMatch] = {}
+    out = []
+    for f in leads:
+        key = (f.grade, f.probability if uses_probability else None, f.segment,
+               f.product_line, f.region, f.channel, f.language, f.tags)
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = match_rule(rules, f)
+        out.append(found)
+    return out
+
+
 # --- availability -------------------------------------------------------------------------
 
 
@@ -289,6 +305,14 @@ def choose_rep(
     skipped: Counter[str] = Counter()
     eligible: list[RepState] = []
     for rep in team.reps:
+        # The common case inline (this runs for every rep of every lead of a batch);
+        # anything unusual asks ineligible_reason, the one definition of eligibility.
+        cap = rep.capacity.get(grade) if grade is not None else None
+        if (rep.unavailable is None and rep.weight > 0 and not excluded
+                and rep.max_open is None and not rep.languages and not rep.product_lines
+                and (cap is None or rep.today[grade] < cap)):  # type: ignore[index]
+            eligible.append(rep)
+            continue
         why = ineligible_reason(rep, grade, facts, excluded)
         if why is None:
             eligible.append(rep)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import holidays
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadflow.routing.models import AwayPolicy, PoolKind, Presence, Strategy
@@ -106,6 +107,13 @@ class RepProfileIn(BaseModel):
     @classmethod
     def _trimmed(cls, values: list[str]) -> list[str]:
         return _clean(values)
+
+    @field_validator("holiday_calendar")
+    @classmethod
+    def _known_calendar(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in holidays.list_supported_countries():
+            raise ValueError(f"unknown holiday calendar {value!r}; use an ISO country code")
+        return value.upper() if value else None
 
 
 class PoolIn(BaseModel):

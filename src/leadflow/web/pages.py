@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from leadflow.campaigns import pages as campaigns_pages
 from leadflow.leads import pages as leads_pages
+from leadflow.routing import pages as routing_pages
 from leadflow.scoring import pages as scoring_pages
 from leadflow.users import pages as users_pages
 from leadflow.web.render import LOCALES, local_path, referer_path
@@ -52,4 +53,5 @@ def register_pages(app: FastAPI) -> None:
     app.include_router(leads_pages.router)
     app.include_router(campaigns_pages.router)
     app.include_router(scoring_pages.router)
+    app.include_router(routing_pages.router)
     app.include_router(router)

@@ -144,11 +144,7 @@ def upgrade() -> None:
     sa.Column('breach_level', sa.Integer(), nullable=False),
     sa.Column('ended_at', leadflow.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('end_reason', sa.String(length=16), nullable=True),
-    sa.ForeignKeyConstraint(['actor_id'], ['user_account.id'], name=op.f('fk_ownership_actor_id_user_account')),
     sa.ForeignKeyConstraint(['lead_id'], ['lead.id'], name=op.f('fk_ownership_lead_id_lead')),
-    sa.ForeignKeyConstraint(['pool_id'], ['lead_pool.id'], name=op.f('fk_ownership_pool_id_lead_pool')),
-    sa.ForeignKeyConstraint(['rule_id'], ['routing_rule.id'], name=op.f('fk_ownership_rule_id_routing_rule')),
-    sa.ForeignKeyConstraint(['team_id'], ['team.id'], name=op.f('fk_ownership_team_id_team')),
     sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_ownership_user_id_user_account')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ownership'))
     )
@@ -188,8 +184,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('last_touch_at', leadflow.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('follow_up_on', sa.Date(), nullable=True))
         batch_op.create_index(batch_op.f('ix_lead_pool_id'), ['pool_id'], unique=False)
+        batch_op.create_index('ix_lead_company_key_owned', ['company_key'], unique=False, sqlite_where=sa.text('owner_id IS NOT NULL'), postgresql_where=sa.text('owner_id IS NOT NULL'))
         batch_op.create_index('ix_lead_protected_until', ['protected_until'], unique=False, sqlite_where=sa.text('owner_id IS NOT NULL'), postgresql_where=sa.text('owner_id IS NOT NULL'))
-        batch_op.create_index('ix_lead_route_due_at', ['route_due_at'], unique=False, sqlite_where=sa.text('route_due_at IS NOT NULL'), postgresql_where=sa.text('route_due_at IS NOT NULL'))
+        batch_op.create_index('ix_lead_route_due_at', ['route_due_at', 'id'], unique=False, sqlite_where=sa.text('route_due_at IS NOT NULL'), postgresql_where=sa.text('route_due_at IS NOT NULL'))
         batch_op.create_foreign_key(batch_op.f('fk_lead_pool_id_lead_pool'), 'lead_pool', ['pool_id'], ['id'])
 
 
@@ -198,6 +195,7 @@ def downgrade() -> None:
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_lead_pool_id_lead_pool'), type_='foreignkey')
         batch_op.drop_index('ix_lead_route_due_at', sqlite_where=sa.text('route_due_at IS NOT NULL'), postgresql_where=sa.text('route_due_at IS NOT NULL'))
+        batch_op.drop_index('ix_lead_company_key_owned', sqlite_where=sa.text('owner_id IS NOT NULL'), postgresql_where=sa.text('owner_id IS NOT NULL'))
         batch_op.drop_index('ix_lead_protected_until', sqlite_where=sa.text('owner_id IS NOT NULL'), postgresql_where=sa.text('owner_id IS NOT NULL'))
         batch_op.drop_index(batch_op.f('ix_lead_pool_id'))
         batch_op.drop_column('follow_up_on')

@@ -212,11 +212,14 @@ def import_cmd(
         )
     data = summary.as_dict()
     data["seconds"] = round(time.perf_counter() - started, 3)
+    from leadflow.routing import jobs as routing_jobs
     from leadflow.scoring import jobs as scoring_jobs
 
     scored = scoring_jobs.rescore_import(job_id=summary.job_id, now=clock.now())
     data["scored"] = scored.leads
     data["new_mqls"] = scored.new_mqls
+    # Everything due is routed, the import's new leads and MQLs among them.
+    data["routed"] = routing_jobs.route_all_due(now=clock.now()).as_dict()
     _emit(data, as_json, f"import of {file.name}")
 
 

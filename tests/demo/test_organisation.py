@@ -13,6 +13,8 @@ from leadflow.cleaning.models import Firmographic
 from leadflow.demo.organisation import ADMIN_EMAIL, DEMO_PASSWORD, build_demo
 from leadflow.errors import Conflict
 from leadflow.leads.models import Activity, ActivityKind, Lead, Touchpoint
+from leadflow.routing import invariants
+from leadflow.routing.models import Ownership
 from leadflow.users import service as users_service
 from leadflow.users.models import Role, Team, TeamKind, User
 
@@ -54,6 +56,14 @@ def test_demo_builds_an_organisation_with_history_and_refuses_to_run_twice(
         assert oldest < now - timedelta(days=150) and newest <= now
         created = session.scalar(select(func.min(Lead.created_at)))
         assert created is not None and created < now - timedelta(days=100)
+        # The last weeks went through the real router: owners, pools, sound invariants.
+        assert summary["routing"]["assigned"] > 0  # type: ignore[index]
+        assert invariants.check(session=session) == {
+            "unowned": 0, "double_open": 0, "owner_mismatch": 0, "over_capacity": 0}
+        owned = count(session, Lead, Lead.owner_id.is_not(None))
+        pooled = count(session, Lead, Lead.pool_id.is_not(None))
+        assert owned > 0 and pooled > 0
+        assert count(session, Ownership, Ownership.accepted_at.is_not(None)) > 0
 
     with pytest.raises(Conflict, match="empty database"):
         build_demo(leads=10, seed=3, console=None)

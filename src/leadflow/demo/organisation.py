@@ -41,6 +41,7 @@ from leadflow.cleaning.enrich import load_firmographics
 from leadflow.cleaning.rules import MatchThresholds
 from leadflow.config import get_settings
 from leadflow.db import bulk_insert, session_scope
+from leadflow.demo import routing as demo_routing
 from leadflow.demo.engagement import plant
 from leadflow.demo.generator import (
     DAY_S,
@@ -210,6 +211,10 @@ def build_demo(*, leads: int, seed: int, console: Console | None) -> dict[str, o
         scoring = progress.add_task("scoring", total=2)
         model_id = _score(now)
         progress.advance(scoring, 2)
+        routed = progress.add_task("routing", total=1)
+        demo_routing.configure(teams=teams, now=now, rng=rng)
+        routing = demo_routing.route_recent(now=now, rng=rng)
+        progress.advance(routed)
     return {
         "teams": len(teams),
         "users": len(emails),
@@ -222,6 +227,7 @@ def build_demo(*, leads: int, seed: int, console: Console | None) -> dict[str, o
         "activities": activities,
         "statuses": statuses,
         "model_id": model_id,
+        "routing": routing,
         "admin_email": ADMIN_EMAIL,
         "admin_password": DEMO_PASSWORD,
         "sample_logins": logins,

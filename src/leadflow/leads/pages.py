@@ -36,6 +36,7 @@ from leadflow.leads import files, imports
 from leadflow.leads import service as leads_service
 from leadflow.leads.models import ImportJob, ImportReject, ImportStatus, LeadStatus
 from leadflow.routing import boards as routing_boards
+from leadflow.routing import jobs as routing_jobs
 from leadflow.routing import pages as routing_pages
 from leadflow.scoring import jobs as scoring_jobs
 from leadflow.scoring import service as scoring_service
@@ -448,6 +449,7 @@ def _run_import(job_id: int) -> None:
     try:
         imports.run_job(job_id)
         scoring_jobs.rescore_import(job_id=job_id, now=clock.now())
+        routing_jobs.route_all_due(now=clock.now())
     except Exception:
         log.exception("import job %s failed", job_id)
 

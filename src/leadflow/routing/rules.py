@@ -27,7 +27,7 @@ from leadflow.users.models import Segment
 # Headcount bounds of the size segments (the brief's enterprise / mid / SMB split).
 ENTERPRISE_MIN_HEADCOUNT = 1000
 MID_MIN_HEADCOUNT = 100
-# Leads with nobody eligible wait in the team's pool and are tried again after this long.
+# Hot leads with nobody eligible wait in the team's pool and are tried again this often.
 RETRY_AFTER = timedelta(minutes=15)
 HOT_GRADES = frozenset({"A+", "A"})
 

@@ -494,8 +494,8 @@ def route_due(
     3. The first matching rule names a team or a pool; no match sends the lead to triage.
     4. Lock the target teams' policies (id order), load their reps, and choose a rep per
        lead in arrival order (``routing.rules.choose_rep``): a lead already owned in the
-       target team stays; nobody eligible parks the lead in the team's pool (or triage) and
-       tries again after ``RETRY_AFTER``.
+       target team stays; nobody eligible parks the lead in the team's pool (or triage),
+       where reps may claim it; a hot (A+/A) one is tried again after ``RETRY_AFTER``.
     5. Write every move through :func:`apply_changes`, then the passes and daily loads.
     """
     started = time.perf_counter()
@@ -541,12 +541,15 @@ def route_due(
             continue
         choice = rules.choose_rep(team.state, facts, excluded=excluded.get(row.id, frozenset()))
         if choice.user_id is None:
+            # Hot leads keep being retried (speed to lead); the rest stay in the pool,
+            # where reps claim them.
+            retry = retry_at if facts.grade in rules.HOT_GRADES else None
             pool = team.pool or _pool(session, None, pool_cache, now)
             if row.pool_id == pool.id and row.owner_id is None:
-                waiting.append(row.id)
+                (waiting if retry else done_ids).append(row.id)
             else:
                 change = _to_pool(row, pool, f"{match.reason}; {choice.reason}", now, rule)
-                change.route_due_at = retry_at
+                change.route_due_at = retry
                 changes.append(change)
             summary.pooled += 1
             continue

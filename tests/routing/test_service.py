@@ -388,3 +388,23 @@ def test_ownership_conflicts_name_the_other_owner(
     assert found[0].owner_name.startswith("rep")
     assert service.ownership_conflicts(session=session, phone="138 1234 5678",
                                        exclude_lead_id=lead.id) == []
+
+
+def test_weights_follow_conversion_within_bounds(
+    session: Session, now: datetime, org: Org
+) -> None:
+    leads = [make_lead(session, now, "A") for _ in range(6)]
+    service.save_team_policy(session=session, team_id=org.sales.id, now=now,
+                             data=TeamPolicyIn(strategy=Strategy.WEIGHTED))
+    service.route_due(session=session, now=now)
+    session.expire_all()
+    best = org.reps[0]
+    for lead in leads:
+        if lead.owner_id == best.id:
+            lead.status = LeadStatus.CONVERTED
+    session.flush()
+    weights = service.weights_from_performance(session=session, team_id=org.sales.id,
+                                               now=now + timedelta(days=1))
+    assert set(weights) == {r.id for r in org.reps}
+    assert weights[best.id] > 1 > weights[org.reps[1].id] >= 0.5
+    assert weights[best.id] <= 2

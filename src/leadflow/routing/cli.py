@@ -68,3 +68,28 @@ def check_cmd(as_json: terminal.JsonOpt = False) -> None:
     terminal.emit(report, as_json, "routing check")
     if any(report.values()):
         raise typer.Exit(1)
+
+
+@routing_app.command("weights")
+def weights_cmd(
+    team: str = typer.Argument(..., help="team name"),
+    days: int = typer.Option(90, help="history window in days"),
+    as_json: terminal.JsonOpt = False,
+) -> None:
+    """Set a team's rep weights from their conversion (for weighted routing)."""
+    from sqlalchemy import select
+
+    from leadflow.routing import service
+    from leadflow.users.models import Team, User
+
+    with session_scope() as session:
+        team_id = session.scalar(select(Team.id).where(Team.name == team))
+        if team_id is None:
+            terminal.fail(f"no team named {team!r}")
+            return
+        weights = service.weights_from_performance(session=session, team_id=team_id,
+                                                   now=clock.now(), days=days)
+        names = {uid: name for uid, name in session.execute(
+            select(User.id, User.name).where(User.id.in_(weights)))}
+    terminal.emit({"team": team, "weights": {names[u]: w for u, w in weights.items()}},
+                  as_json, "rep weights")

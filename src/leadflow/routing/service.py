@@ -1280,3 +1280,37 @@ def ownership_of(*, session: Session, lead_id: int) -> tuple[Lead, Ownership | N
 def lead_teams(*, session: Session, lead_ids: Sequence[int]) -> set[int | None]:
     """The teams the given leads belong to (for scope checks)."""
     return set(session.scalars(select(Lead.team_id).where(Lead.id.in_(lead_ids)).distinct()))
+
+
+def weights_from_performance(*, session: Session, team_id: int, now: datetime,
+                             days: int = 90) -> dict[int, float]:
+    """Set a team's rep weights from their conversion over the last ``days`` days.
+
+    A rep's weight is their conversion rate of the leads they owned (smoothed towards the
+    team's rate by 20 leads' worth, so a rep with little history stays near 1) divided by
+    the team's rate, kept within 0.5–2. Returns the new weights by user id.
+    """
+    since = now - timedelta(days=days)
+    rows = session.execute(
+        select(Ownership.user_id, func.count(func.distinct(Ownership.lead_id)),
+               func.count(func.distinct(Lead.id)).filter(
+                   Lead.status == LeadStatus.CONVERTED))
+        .join(Lead, Lead.id == Ownership.lead_id)
+        .join(User, User.id == Ownership.user_id)
+        .where(User.team_id == team_id, Ownership.started_at >= since)
+        .group_by(Ownership.user_id)
+    ).all()
+    owned = sum(r[1] for r in rows)
+    if not owned:
+        return {}
+    team_rate = sum(r[2] for r in rows) / owned
+    weights: dict[int, float] = {}
+    for user_id, leads, converted in rows:
+        if user_id is None:
+            continue
+        rate = (converted + 20 * team_rate) / (leads + 20)
+        weight = round(min(2.0, max(0.5, rate / team_rate if team_rate else 1.0)), 2)
+        ensure_profile(session=session, user_id=user_id, now=now).weight = weight
+        weights[user_id] = weight
+    session.flush()
+    return weights

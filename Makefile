@@ -44,8 +44,13 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+# The figures of every issue (long: see benchmarks/README.md for each script's options).
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/import_bench.py --engines sqlite,postgres --runs 3
+	$(BIN)/python benchmarks/webhook_bench.py --engine postgres
+	$(BIN)/python benchmarks/rescore_bench.py --engines sqlite,postgres --runs 3
+	$(BIN)/python benchmarks/model_bench.py
+	$(BIN)/python benchmarks/routing_bench.py --engines sqlite,postgres --runs 3
 
 clean:
 	rm -rf $(VENV) leadflow.db leadflow.db-* .leadflow-demo-done

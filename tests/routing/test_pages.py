@@ -16,6 +16,7 @@ from leadflow import clock
 from leadflow.cleaning.rules import MatchThresholds
 from leadflow.leads.capture import IncomingRecord, capture_retrying
 from leadflow.leads.models import Lead, LeadStatus
+from leadflow.routing import jobs as routing_jobs
 from leadflow.routing import service as routing_service
 from leadflow.routing.models import (
     LeadPool,
@@ -437,7 +438,7 @@ def test_pool_page_masks_phones_flags_owned_matches_and_claims(  # type: ignore[
     assert "公海" in listing and "South pool" not in listing and "Triage" not in listing
     assert client.get(f"/routing/pools/{team_pool.id}").status_code == 404
     page = client.get(f"/routing/pools/{public.id}").text
-    assert "马超" in page and "86138****5678" in page
+    assert "马超" in page and "138****5678" in page and "86138****" not in page
     assert "13812345678" not in page and "8613812345678" not in page
     assert "You claimed 0 of 2 leads today and hold 0 of 50 claimed leads." in page
     row = page[page.index(f'id="lead-{pooled_id}"'):]
@@ -490,7 +491,7 @@ def test_sla_breaches_notices_and_the_unread_count(  # type: ignore[no-untyped-d
     assert fresh(session, Lead, lead_id).owner_id == rep.id
     later = now + timedelta(minutes=15)
     lead_user = make_user(Role.TEAM_LEAD, team="North", name="组长")
-    assert routing_service.check_sla(session=session, now=later).escalated == 1
+    assert routing_jobs.check_sla(session=session, now=later).escalated == 1
     session.commit()
 
     login(Role.MANAGER)

@@ -211,7 +211,8 @@ def test_sla_deadline_and_levels() -> None:
 
 
 def test_phone_masking() -> None:
-    assert rules.mask_phone("+8613812345678") == "86138****5678"
+    assert rules.mask_phone("+8613812345678") == "138****5678"
+    assert rules.mask_phone("+14155550123") == "+141****0123"
     assert rules.mask_phone("13812345678") == "138****5678"
     assert rules.mask_phone("12345") == "*****"
     assert rules.mask_phone(None) is None

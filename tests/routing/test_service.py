@@ -15,7 +15,7 @@ from leadflow.cleaning.rules import MatchThresholds
 from leadflow.errors import Conflict, PermissionDenied
 from leadflow.leads.capture import IncomingRecord, capture_retrying
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus
-from leadflow.routing import invariants, service
+from leadflow.routing import invariants, jobs, service
 from leadflow.routing.models import (
     LeadPool,
     Notice,
@@ -280,7 +280,7 @@ def test_claims_respect_caps_cooldown_and_team(
                            now=now)
     # Protection lapses, the lead is recycled, and its last owner must wait out the cooldown.
     later = now + timedelta(days=8)
-    summary = service.recycle(session=session, now=later)
+    summary = jobs.recycle(session=session, now=later)
     assert summary.recycled == 2
     session.refresh(leads[0])
     assert leads[0].pool_id == org.pool.id and leads[0].recycle_count == 1
@@ -321,8 +321,8 @@ def test_recycle_warns_first_and_every_ownership_path_restarts_the_clock(
     session.refresh(lead)
     first_owner = lead.owner_id
     warn_time = now + timedelta(days=5, hours=1)
-    assert service.recycle(session=session, now=warn_time).warned == 1
-    assert service.recycle(session=session, now=warn_time).warned == 0  # once
+    assert jobs.recycle(session=session, now=warn_time).warned == 1
+    assert jobs.recycle(session=session, now=warn_time).warned == 0  # once
     assert count(session, Notice, Notice.user_id == first_owner) == 1
     # A transfer is an ownership change too: the protection restarts from the transfer.
     target = next(r for r in org.reps if r.id != first_owner)
@@ -332,7 +332,7 @@ def test_recycle_warns_first_and_every_ownership_path_restarts_the_clock(
     assert lead.owner_id == target.id and lead.owned_at == warn_time
     assert lead.protected_until == warn_time + timedelta(days=7)
     assert lead.recycle_warned_at is None
-    assert service.recycle(session=session, now=now + timedelta(days=8)).recycled == 0
+    assert jobs.recycle(session=session, now=now + timedelta(days=8)).recycled == 0
     sound(session)
 
 
@@ -343,12 +343,12 @@ def test_sla_escalates_then_reroutes_to_someone_else(
     service.route_due(session=session, now=now)
     session.refresh(lead)
     first = lead.owner_id
-    assert service.check_sla(session=session, now=now + timedelta(minutes=4)).escalated == 0
-    assert service.check_sla(session=session, now=now + timedelta(minutes=6)).escalated == 1
+    assert jobs.check_sla(session=session, now=now + timedelta(minutes=4)).escalated == 0
+    assert jobs.check_sla(session=session, now=now + timedelta(minutes=6)).escalated == 1
     assert count(session, Notice, Notice.user_id == org.lead.id) == 1
-    assert service.check_sla(session=session, now=now + timedelta(minutes=7)).escalated == 0
+    assert jobs.check_sla(session=session, now=now + timedelta(minutes=7)).escalated == 0
     later = now + timedelta(minutes=11)
-    assert service.check_sla(session=session, now=later).sla_rerouted == 1
+    assert jobs.check_sla(session=session, now=later).sla_rerouted == 1
     session.refresh(lead)
     assert lead.owner_id is None and lead.pool_id == org.pool.id  # never ownerless
     service.route_due(session=session, now=later)
@@ -369,7 +369,7 @@ def test_away_rep_loses_untouched_hot_leads_only(
     service.record_touch(session=session, lead_id=touched.id, user=rep,
                          kind=ActivityKind.CALL_LOGGED, summary="", now=now)
     service.set_presence(session=session, user=rep, presence=Presence.AWAY, now=now)
-    assert service.reassign_away(session=session, now=now).away_rerouted == 1
+    assert jobs.reassign_away(session=session, now=now).away_rerouted == 1
     service.route_due(session=session, now=now)
     session.expire_all()
     assert touched.owner_id == rep.id

@@ -416,11 +416,14 @@ def sla_level(due: datetime, minutes: int, now: datetime) -> int:
 
 
 def mask_phone(phone: str | None) -> str | None:
-    """A phone number as a pool shows it before the lead is claimed: 138****5678."""
+    """A phone number as a pool shows it before the lead is claimed: ``138****5678`` for a
+    mainland number (stored as +86…), ``+141****0123`` for others."""
     if not phone:
         return phone
-    digits = phone.lstrip("+")
-    if len(digits) <= 6:
-        return "*" * len(digits)
-    keep_head = 3 if len(digits) <= 11 else len(digits) - 8
-    return digits[:keep_head] + "*" * (len(digits) - keep_head - 4) + digits[-4:]
+    mainland = phone.startswith("+86")
+    national = phone[3:] if mainland else phone.lstrip("+")
+    prefix = "+" if phone.startswith("+") and not mainland else ""
+    if len(national) <= 6:
+        return prefix + "*" * len(national)
+    head = 3 if len(national) <= 11 else len(national) - 8
+    return prefix + national[:head] + "*" * (len(national) - head - 4) + national[-4:]

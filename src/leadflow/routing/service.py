@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, or_, select, update
+from sqlalchemy import String, and_, cast, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,7 +44,6 @@ from leadflow.routing.models import (
     RepPass,
     RepProfile,
     RoutingRule,
-    SlaBreach,
     Strategy,
     TeamPolicy,
 )
@@ -627,7 +626,7 @@ def _grade(session: Session, lead_id: int) -> str | None:
     return session.scalar(select(LeadScore.grade).where(LeadScore.lead_id == lead_id))
 
 
-def _notify(session: Session, user_ids: Iterable[int], lead_id: int | None, kind: NoticeKind,
+def notify(session: Session, user_ids: Iterable[int], lead_id: int | None, kind: NoticeKind,
             text: str, now: datetime, **detail: Any) -> None:
     for uid in set(user_ids):
         session.add(Notice(user_id=uid, lead_id=lead_id, kind=kind, text=text, detail=detail,
@@ -659,7 +658,7 @@ def reject_lead(*, session: Session, lead_id: int, user: User, reason: str,
         reason=f"rejected by {user.name}: {reason.strip()}", end_reason=EndReason.REJECTED,
         grade=_grade(session, lead.id), detail={"why": reason.strip()},
     )])
-    _notify(session, team_leads(session=session, team_id=lead.team_id), lead.id,
+    notify(session, team_leads(session=session, team_id=lead.team_id), lead.id,
             NoticeKind.TRIAGE, f"{user.name} rejected lead {lead.id}: {reason.strip()}", now)
     session.flush()
     return lead
@@ -898,173 +897,7 @@ def ownership_conflicts(*, session: Session, phone: str | None = None,
     return found
 
 
-# --- sweeps: SLA, recycling, away ---------------------------------------------------------
-
-
-@dataclass(slots=True)
-class SweepSummary:
-    """What one pass of the periodic checks did."""
-
-    escalated: int = 0
-    sla_rerouted: int = 0
-    warned: int = 0
-    recycled: int = 0
-    away_rerouted: int = 0
-    routed: RouteSummary = field(default_factory=RouteSummary)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The summary as the CLI's JSON."""
-        return {"escalated": self.escalated, "sla_rerouted": self.sla_rerouted,
-                "warned": self.warned, "recycled": self.recycled,
-                "away_rerouted": self.away_rerouted, "routed": self.routed.as_dict()}
-
-
-def _team_pool(session: Session, team_id: int | None, now: datetime) -> LeadPool:
-    policy = session.get(TeamPolicy, team_id) if team_id else None
-    pool = session.get(LeadPool, policy.pool_id) if policy and policy.pool_id else None
-    return pool or system_pool(session=session, kind=PoolKind.PUBLIC, now=now)
-
-
-def check_sla(*, session: Session, now: datetime, limit: int = 1000) -> SweepSummary:
-    """Escalate untouched leads past their SLA to the team lead; reroute at the second breach.
-
-    Rerouted leads wait in their team's pool with ``route_due_at`` now (never ownerless) and
-    the router will not give them back to the rep who missed the SLA.
-    """
-    summary = SweepSummary()
-    stmt = (select(Ownership, TeamPolicy.sla_minutes, User.name)
-            .join(TeamPolicy, TeamPolicy.team_id == Ownership.team_id)
-            .join(User, User.id == Ownership.user_id)
-            .where(Ownership.ended_at.is_(None), Ownership.accepted_at.is_(None),
-                   Ownership.sla_due_at <= now, Ownership.breach_level < 2)
-            .order_by(Ownership.sla_due_at).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Ownership, skip_locked=True)
-    else:
-        lock_for_writing(session)
-    reroute: list[Change] = []
-    for own, sla_minutes, rep_name in session.execute(stmt).all():
-        minutes = sla_minutes.get(own.grade or "") or 60
-        assert own.sla_due_at is not None
-        level = rules.sla_level(own.sla_due_at, minutes, now)
-        if level <= own.breach_level:
-            continue
-        late = (now - own.sla_due_at).total_seconds() / 60
-        session.add(SlaBreach(ownership_id=own.id, lead_id=own.lead_id, user_id=own.user_id,
-                              team_id=own.team_id, level=level, grade=own.grade,
-                              minutes_late=round(late, 1), breached_at=now))
-        session.add(Activity(
-            lead_id=own.lead_id, kind=ActivityKind.SLA_BREACHED, occurred_at=now,
-            summary=f"SLA breach {level}: {rep_name} has not touched the {own.grade} lead "
-                    f"{late:.0f} min after the deadline",
-            detail={"level": level, "user_id": own.user_id, "minutes_late": round(late, 1)}))
-        own.breach_level = level
-        if level == 1:
-            _notify(session, team_leads(session=session, team_id=own.team_id), own.lead_id,
-                    NoticeKind.SLA_ESCALATION,
-                    f"{rep_name} missed the first-touch SLA on lead {own.lead_id} "
-                    f"({own.grade}, {late:.0f} min late)", now, level=1)
-            summary.escalated += 1
-            continue
-        pool = _team_pool(session, own.team_id, now)
-        reroute.append(Change(
-            lead_id=own.lead_id, kind=OwnershipKind.POOLED, user_id=None,
-            team_id=own.team_id, pool_id=pool.id, status=LeadStatus.NEW,
-            activity=ActivityKind.POOLED,
-            reason=f"second SLA breach by {rep_name}: rerouting", grade=own.grade,
-            end_reason=EndReason.SLA_REROUTED, route_due_at=now))
-        summary.sla_rerouted += 1
-    session.flush()
-    apply_changes(session=session, changes=reroute, now=now, actor_id=None)
-    return summary
-
-
-def _owned_rows(session: Session, where: Any, limit: int) -> list[Any]:
-    stmt = (select(Lead.id, Lead.owner_id, Lead.team_id, Lead.protected_until, User.name,
-                   LeadScore.grade)
-            .join(User, User.id == Lead.owner_id)
-            .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
-            .where(Lead.owner_id.is_not(None), Lead.status.in_(ROUTABLE), where)
-            .order_by(Lead.protected_until).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Lead, skip_locked=True)
-    else:
-        lock_for_writing(session)
-    return list(session.execute(stmt).all())
-
-
-def recycle(*, session: Session, now: datetime, limit: int = 5000) -> SweepSummary:
-    """Warn owners before their leads' protection ends; recycle the leads whose protection
-    ended without a follow-up into their team's pool (公海), counting each recycle."""
-    summary = SweepSummary()
-    warn_window = timedelta(days=max(
-        [DEFAULT_PROTECTION.warn_days, *session.scalars(select(LeadPool.warn_days))]))
-    candidates = _owned_rows(session, and_(Lead.protected_until <= now + warn_window,
-                                           Lead.recycle_warned_at.is_(None)
-                                           | (Lead.protected_until <= now)), limit)
-    changes: list[Change] = []
-    warned: list[int] = []
-    pools: dict[int | None, LeadPool] = {}
-    for row in candidates:
-        if row.team_id not in pools:
-            pools[row.team_id] = _team_pool(session, row.team_id, now)
-        pool = pools[row.team_id]
-        assert row.protected_until is not None
-        if row.protected_until <= now:
-            changes.append(Change(
-                lead_id=row.id, kind=OwnershipKind.POOLED, user_id=None, team_id=row.team_id,
-                pool_id=pool.id, status=LeadStatus.NEW, activity=ActivityKind.RECYCLED,
-                reason=f"no follow-up by {row.name} within the protection period → "
-                       f"“{pool.name}”", end_reason=EndReason.RECYCLED, grade=row.grade,
-                recycled=True))
-        elif rules.warn_at(row.protected_until, protection_of(pool)) <= now:
-            warned.append(row.id)
-            session.add(Activity(
-                lead_id=row.id, kind=ActivityKind.RECYCLE_WARNED, occurred_at=now,
-                summary=f"goes back to “{pool.name}” on {row.protected_until:%Y-%m-%d %H:%M} "
-                        "UTC without a follow-up"))
-            _notify(session, [row.owner_id], row.id, NoticeKind.RECYCLE_WARNING,
-                    f"Lead {row.id} goes back to “{pool.name}” on "
-                    f"{row.protected_until:%Y-%m-%d} unless you follow up", now)
-    if warned:
-        session.execute(update(Lead).where(Lead.id.in_(warned)).values(recycle_warned_at=now))
-    apply_changes(session=session, changes=changes, now=now, actor_id=None)
-    summary.recycled = len(changes)
-    summary.warned = len(warned)
-    return summary
-
-
-def reassign_away(*, session: Session, now: datetime, limit: int = 1000) -> SweepSummary:
-    """Hot leads not yet touched by a rep who is away or on leave go back through routing,
-    where the team's policy says so."""
-    summary = SweepSummary()
-    away_users = select(RepProfile.user_id).where(RepProfile.presence != Presence.AVAILABLE)
-    on_leave = select(RepAbsence.user_id).where(RepAbsence.starts_at <= now,
-                                                RepAbsence.ends_at > now)
-    rows = session.execute(
-        select(Ownership.lead_id, Ownership.team_id, Ownership.grade, User.name)
-        .join(User, User.id == Ownership.user_id)
-        .join(TeamPolicy, TeamPolicy.team_id == Ownership.team_id)
-        .where(Ownership.ended_at.is_(None), Ownership.accepted_at.is_(None),
-               Ownership.grade.in_(rules.HOT_GRADES),
-               TeamPolicy.away_policy == "reassign_hot",
-               or_(Ownership.user_id.in_(away_users), Ownership.user_id.in_(on_leave)))
-        .limit(limit)
-    ).all()
-    if not rows:
-        return summary
-    lock_for_writing(session)
-    changes = []
-    for lead_id, team_id, grade, name in rows:
-        pool = _team_pool(session, team_id, now)
-        changes.append(Change(
-            lead_id=lead_id, kind=OwnershipKind.POOLED, user_id=None, team_id=team_id,
-            pool_id=pool.id, status=LeadStatus.NEW, activity=ActivityKind.POOLED,
-            reason=f"{name} is away: the {grade} lead goes to a colleague", grade=grade,
-            end_reason=EndReason.AWAY, route_due_at=now))
-    apply_changes(session=session, changes=changes, now=now, actor_id=None)
-    summary.away_rerouted = len(changes)
-    return summary
+# --- reps and notices -----------------------------------------------------------------
 
 
 def set_presence(*, session: Session, user: User, presence: Presence, now: datetime) -> None:
@@ -1106,7 +939,6 @@ def unassigned_leads(*, session: Session) -> int:
         Lead.owner_id.is_(None), Lead.pool_id.is_(None), Lead.status.in_(ROUTABLE),
         Lead.route_due_at.is_(None),
         Lead.id.in_(select(Ownership.lead_id)))) or 0
-
 
 
 # --- configuration: rules, policies, profiles, pools --------------------------------------

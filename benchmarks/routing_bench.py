@@ -218,6 +218,8 @@ def run_writers(db: Database, args: argparse.Namespace, leads: int) -> dict[str,
         return t.seconds
 
     reset(db.url)
+    # One connection per writer, as 50 worker threads or processes would have.
+    os.environ["LEADFLOW_DB_POOL_SIZE"] = str(args.writers)
     with use_database(db.url):
         get_engine().dispose()
 

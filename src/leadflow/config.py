@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     match_threshold: float = Field(default=0.88, ge=0.5, le=1.0)
     import_chunk_size: int = Field(default=5000, ge=100, le=100_000)
     upload_dir: Path = Path("./var/uploads")
+    # PostgreSQL connections per process: size the pool to the threads that write at once
+    # (request handlers, in-process workers); waiting for a connection times out after 30 s.
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_max_overflow: int = Field(default=20, ge=0, le=500)
 
     def resolved_secret_key(self) -> str:
         """Return the configured key, or a persistent random one for the embedded default."""

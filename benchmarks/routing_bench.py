@@ -292,7 +292,11 @@ def run_arrival(args: argparse.Namespace) -> dict[str, Any]:
                                         payloads[int(args.rate * 2):]))
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # requests still queued: do not wait for them
+            server.kill()
+            server.wait()
     with use_database(db.url), session_scope() as session:
         leads = session.execute(text("SELECT count(*) FROM lead WHERE status <> 'merged'")
                                 ).scalar_one()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -25,6 +26,30 @@ def get_session() -> Iterator[Session]:
 # scope="function": the commit runs as soon as the handler returns, before the response,
 # so a client that got 2xx can rely on the data being stored.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def commits_in_handler(endpoint: Callable[P, R]) -> Callable[P, R]:
+    """Commit the request's session in the handler's own thread, right after it returns.
+
+    For JSON endpoints that take locks other requests wait for (routing a lead locks its
+    team's policy). FastAPI validates a plain ``def`` endpoint's response in a thread-pool
+    slot *before* the session dependency commits; under load every slot can be taken by
+    requests waiting for that lock, and the holder then waits for a slot: a deadlock until
+    the connection pool times out. Committing here releases the locks first.
+    """
+
+    @functools.wraps(endpoint)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        result = endpoint(*args, **kwargs)
+        session = kwargs["session"]
+        assert isinstance(session, Session)
+        session.commit()
+        return result
+
+    return wrapper
 
 
 class LoginRequired(Exception):

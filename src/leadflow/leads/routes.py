@@ -12,7 +12,7 @@ from leadflow.cleaning import service as cleaning_service
 from leadflow.cleaning.models import LeadMerge
 from leadflow.cleaning.rules import MatchThresholds
 from leadflow.config import get_settings
-from leadflow.deps import CurrentUser, SessionDep, require
+from leadflow.deps import CurrentUser, SessionDep, commits_in_handler, require
 from leadflow.errors import NotFound
 from leadflow.leads import forms
 from leadflow.leads import service as leads_service
@@ -67,6 +67,7 @@ def _outputs(result: CaptureResult) -> list[CaptureOut]:
 
 
 @router.post("/leads", response_model=CaptureOut, status_code=201)
+@commits_in_handler
 def capture_lead(
     body: LeadCaptureIn, session: SessionDep, user: Capturer, response: Response
 ) -> CaptureOut:
@@ -86,6 +87,7 @@ def capture_lead(
 
 
 @router.post("/leads/batch", response_model=BatchOut)
+@commits_in_handler
 def capture_batch(body: LeadBatchIn, session: SessionDep, user: Capturer) -> BatchOut:
     """Capture many leads from one source; per-record outcomes in file order."""
     campaign = campaigns_service.resolve(session=session, ref=body.campaign)
@@ -104,6 +106,7 @@ async def raw_body(request: Request) -> bytes:
 
 
 @router.post("/forms/{form_key}", response_model=CaptureOut, tags=["forms"])
+@commits_in_handler
 def form_webhook(
     form_key: str,
     request: Request,

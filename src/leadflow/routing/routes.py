@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from leadflow import clock
-from leadflow.deps import CurrentUser, SessionDep, require
+from leadflow.deps import CurrentUser, SessionDep, commits_in_handler, require
 from leadflow.leads import service as leads_service
 from leadflow.leads.models import ActivityKind
 from leadflow.routing import service
@@ -89,6 +89,7 @@ def delete_rule(rule_id: int, session: SessionDep, _user: Manager) -> Response:
 
 
 @router.put("/routing/teams/{team_id}/policy", status_code=204)
+@commits_in_handler
 def team_policy(team_id: int, body: TeamPolicyIn, session: SessionDep,
                 _user: Manager) -> Response:
     """Set a team's strategy, capacities, SLA targets, pool and away policy."""
@@ -97,6 +98,7 @@ def team_policy(team_id: int, body: TeamPolicyIn, session: SessionDep,
 
 
 @router.put("/routing/reps/{user_id}/profile", status_code=204)
+@commits_in_handler
 def rep_profile(user_id: int, body: RepProfileIn, session: SessionDep,
                 _user: Manager) -> Response:
     """Set a rep's capacity, weight, skills, hours and presence."""
@@ -112,6 +114,7 @@ def add_absence(user_id: int, body: AbsenceIn, session: SessionDep,
 
 
 @router.put("/routing/presence", status_code=204)
+@commits_in_handler
 def presence(body: PresenceIn, session: SessionDep, user: Worker) -> Response:
     """Switch yourself to available, away or offline."""
     service.set_presence(session=session, user=user, presence=body.presence, now=clock.now())
@@ -132,6 +135,7 @@ def update_pool(pool_id: int, body: PoolIn, session: SessionDep, _user: Manager)
 
 
 @router.post("/routing/route")
+@commits_in_handler
 def route_now(session: SessionDep, _user: Manager) -> dict[str, object]:
     """Route the leads due now (one chunk); the worker does this continuously."""
     return service.route_due(session=session, now=clock.now()).as_dict()
@@ -145,6 +149,7 @@ def ownership(lead_id: int, session: SessionDep, user: CurrentUser) -> Ownership
 
 
 @router.post("/leads/{lead_id}/reject", response_model=OwnershipOut)
+@commits_in_handler
 def reject(lead_id: int, body: RejectIn, session: SessionDep, user: Worker) -> OwnershipOut:
     """Reject a mismatched lead: it goes to the triage queue with your reason."""
     service.reject_lead(session=session, lead_id=lead_id, user=user, reason=body.reason,
@@ -153,6 +158,7 @@ def reject(lead_id: int, body: RejectIn, session: SessionDep, user: Worker) -> O
 
 
 @router.post("/leads/{lead_id}/return", response_model=OwnershipOut)
+@commits_in_handler
 def return_(lead_id: int, body: ReturnIn, session: SessionDep, user: Worker) -> OwnershipOut:
     """Return an immature lead to the nurture pool with a reason and a follow-up date."""
     service.return_lead(session=session, lead_id=lead_id, user=user, reason=body.reason,
@@ -161,6 +167,7 @@ def return_(lead_id: int, body: ReturnIn, session: SessionDep, user: Worker) -> 
 
 
 @router.post("/leads/{lead_id}/claim", response_model=OwnershipOut)
+@commits_in_handler
 def claim(lead_id: int, session: SessionDep, user: Worker) -> OwnershipOut:
     """Claim a lead from a pool, within the pool's daily and holding caps."""
     service.claim_lead(session=session, lead_id=lead_id, user=user, now=clock.now())
@@ -168,6 +175,7 @@ def claim(lead_id: int, session: SessionDep, user: Worker) -> OwnershipOut:
 
 
 @router.post("/leads/{lead_id}/touches", status_code=201)
+@commits_in_handler
 def touch(lead_id: int, body: TouchIn, session: SessionDep, user: Worker) -> dict[str, int]:
     """Log a call, email, message or meeting: the first one accepts the lead (stops the SLA
     clock) and each one extends the protection period."""
@@ -181,6 +189,7 @@ def touch(lead_id: int, body: TouchIn, session: SessionDep, user: Worker) -> dic
 
 
 @router.post("/leads/{lead_id}/reroute")
+@commits_in_handler
 def reroute(lead_id: int, body: RerouteIn, session: SessionDep,
             user: CurrentUser) -> dict[str, object]:
     """Send a lead through the rules again, or into a named team (lead managers)."""
@@ -192,6 +201,7 @@ def reroute(lead_id: int, body: RerouteIn, session: SessionDep,
 
 
 @router.post("/routing/transfer")
+@commits_in_handler
 def transfer(body: TransferIn, session: SessionDep, user: CurrentUser) -> dict[str, int]:
     """Give leads to a named rep (manual or bulk); every one restarts its clock."""
     target = session.get(User, body.to_user_id)

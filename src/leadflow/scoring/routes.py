@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Body, Depends
 
 from leadflow import clock
-from leadflow.deps import CurrentUser, SessionDep, require
+from leadflow.deps import CurrentUser, SessionDep, commits_in_handler, require
 from leadflow.leads import service as leads_service
 from leadflow.scoring import jobs
 from leadflow.scoring import service as scoring_service
@@ -37,6 +37,7 @@ def _score_out(
 
 
 @router.post("/leads/{lead_id}/activities", response_model=ScoreOut, status_code=201)
+@commits_in_handler
 def record_activity(
     lead_id: int, body: ActivityIn, session: SessionDep, user: Capturer
 ) -> ScoreOut:

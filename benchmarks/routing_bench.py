@@ -14,10 +14,12 @@ load, one routing rule per team (by region), and ``--leads`` newly qualified lea
 * **50 writers** (PostgreSQL): 50 threads routing 100-lead chunks at once until nothing is
   due, with the same checks, beside 50 threads of a raw ``SELECT … FOR UPDATE SKIP LOCKED``
   + ``UPDATE`` of the owner;
-* **arrival** (PostgreSQL): the app (uvicorn) receives signed form webhooks at ``--rate``
-  per second, open loop; each answer comes after the lead is captured, scored, routed and
+* **arrival** (PostgreSQL): the app (uvicorn, one process) receives signed form webhooks at
+  ``--rate`` per second (default 20), open loop, all routed into one team (the worst case
+  for its lock); each answer comes after the lead is captured, scored, routed and
   committed, so the latency from the intended send time is arrival → assigned. Every lead
-  is checked to have an owner afterwards. Baseline: ``GET /healthz`` at the same rate.
+  is checked to have an owner afterwards. Baseline: ``GET /healthz`` at the same rate; then
+  the closed-loop saturation rate of the webhook (16 clients back to back).
 
     python benchmarks/routing_bench.py --engines sqlite,postgres --runs 3 --json
 """
@@ -41,8 +43,17 @@ import httpx
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Database, Timer, emit, fresh_database, median, use_database, workdir
-from webhook_bench import SECRET_KEY, bodies, free_port, make_form, open_loop
+from common import (
+    Database,
+    Timer,
+    console,
+    emit,
+    fresh_database,
+    median,
+    use_database,
+    workdir,
+)
+from webhook_bench import SECRET_KEY, bodies, closed_loop, free_port, make_form, open_loop
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 SEED = 11
@@ -284,12 +295,15 @@ def run_arrival(args: argparse.Namespace) -> dict[str, Any]:
             except httpx.HTTPError:
                 time.sleep(0.1)
         n = int(args.rate * args.seconds)
-        payloads = bodies(n + 1000, secret)
+        payloads = bodies(n + 3000, secret)
         path = f"/api/v1/forms/{form_key}"
         asyncio.run(open_loop(base, path, args.rate, 2, payloads[:]))  # warm-up
         baseline = asyncio.run(open_loop(base, "/healthz", args.rate, args.seconds, None))
+        warm = int(args.rate * 2)
         arrival = asyncio.run(open_loop(base, path, args.rate, args.seconds,
-                                        payloads[int(args.rate * 2):]))
+                                        payloads[warm:warm + n]))
+        # Head-room: the same endpoint back to back (16 clients), on fresh people.
+        saturation = asyncio.run(closed_loop(base, path, payloads[warm + n:], 16, 10))
     finally:
         server.terminate()
         try:
@@ -306,7 +320,8 @@ def run_arrival(args: argparse.Namespace) -> dict[str, Any]:
                               ).scalar_one()
     db.drop()
     return {"rate": args.rate, "seconds": args.seconds, "arrival_to_assigned": arrival,
-            "healthz_baseline": baseline, "leads": leads, "owned": owned, "still_due": due}
+            "healthz_baseline": baseline, "saturation_rps": round(saturation),
+            "leads": leads, "owned": owned, "still_due": due}
 
 
 def main() -> None:
@@ -319,7 +334,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--writers", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -339,11 +354,13 @@ def main() -> None:
             out: dict[str, Any] = {"setup_s": round(setup.seconds, 1)}
             if "batch" in parts:
                 out["batch"] = b = run_batch(db, args, args.leads)
+                console.print(engine, "batch", b)
                 rows.append([engine, "batch route", f"{b['leads_per_s']:,}",
                              f"{b['raw_update_leads_per_s']:,}",
                              f"{b['ratio_raw_over_routing']}x", _violations(b["checks"])])
             if "writers" in parts and engine == "postgres":
                 out["writers"] = w = run_writers(db, args, args.leads)
+                console.print(engine, "writers", w)
                 rows.append([engine, f"{args.writers} writers", f"{w['leads_per_s']:,}",
                              f"{w['raw_skip_locked_leads_per_s']:,}",
                              f"{w['ratio_raw_over_routing']}x", _violations([w["checks"]])])
@@ -355,7 +372,8 @@ def main() -> None:
         d, h = a["arrival_to_assigned"], a["healthz_baseline"]
         rows.append(["postgres", f"webhook → assigned p50/p99 ms @{args.rate:g}/s",
                      f"{d['p50_ms']} / {d['p99_ms']}", f"{h['p50_ms']} / {h['p99_ms']}",
-                     "", f"errors {d['errors']}; {a['owned']}/{a['leads']} owned"])
+                     "", f"errors {d['errors']}; {a['owned']}/{a['leads']} owned; "
+                         f"saturation {a['saturation_rps']}/s"])
     emit(result, as_json=args.json, title=f"routing {args.leads:,} leads, "
          f"{args.teams * args.reps} reps in {args.teams} teams (median of {args.runs})",
          headers=["engine", "what", "leadflow", "raw baseline", "ratio", "checks"], rows=rows)

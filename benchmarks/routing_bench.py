@@ -30,16 +30,13 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -53,7 +50,7 @@ from common import (
     use_database,
     workdir,
 )
-from webhook_bench import SECRET_KEY, bodies, closed_loop, free_port, make_form, open_loop
+from webhook_bench import bodies, closed_loop, make_form, open_loop, running_app
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 SEED = 11
@@ -281,19 +278,7 @@ def run_arrival(args: argparse.Namespace) -> dict[str, Any]:
             service.create_rule(session=session, actor_id=None, now=NOW, data=RuleIn(
                 name="web leads", team_id=session.get(Team, first).id))  # type: ignore[union-attr]
     form_key, secret = make_form(db.url)
-    port = free_port()
-    env = {**os.environ, "LEADFLOW_DATABASE_URL": db.url, "LEADFLOW_SECRET_KEY": SECRET_KEY}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "leadflow.main:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with running_app(db.url) as base:
         n = int(args.rate * args.seconds)
         payloads = bodies(n + 3000, secret)
         path = f"/api/v1/forms/{form_key}"
@@ -304,13 +289,6 @@ def run_arrival(args: argparse.Namespace) -> dict[str, Any]:
                                         payloads[warm:warm + n]))
         # Head-room: the same endpoint back to back (16 clients), on fresh people.
         saturation = asyncio.run(closed_loop(base, path, payloads[warm + n:], 16, 10))
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # requests still queued: do not wait for them
-            server.kill()
-            server.wait()
     with use_database(db.url), session_scope() as session:
         leads = session.execute(text("SELECT count(*) FROM lead WHERE status <> 'merged'")
                                 ).scalar_one()

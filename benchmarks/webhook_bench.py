@@ -21,6 +21,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_app(url: str) -> Iterator[str]:
+    """The app in one uvicorn process on ``url``, answering; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "LEADFLOW_DATABASE_URL": url, "LEADFLOW_SECRET_KEY": SECRET_KEY}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "leadflow.main:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(base + "/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # requests still queued: do not wait for them
+            server.kill()
+            server.wait()
 
 
 def make_form(url: str) -> tuple[str, str]:
@@ -140,19 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     db = fresh_database(args.engine, "lf_bench_webhook", workdir())
     form_key, secret = make_form(db.url)
-    port = free_port()
-    env = {**os.environ, "LEADFLOW_DATABASE_URL": db.url, "LEADFLOW_SECRET_KEY": SECRET_KEY}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "leadflow.main:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with running_app(db.url) as base:
         n = int(args.rate * args.seconds)
         payloads = bodies(n + 20_000, secret)
         path = f"/api/v1/forms/{form_key}"
@@ -161,9 +177,6 @@ def main() -> None:
         webhook = asyncio.run(open_loop(base, path, args.rate, args.seconds,
                                         payloads[int(args.rate * 2):]))
         saturation = asyncio.run(closed_loop(base, path, payloads[n + 500:], 16, 10))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     engine = create_engine(db.url)
     with engine.connect() as conn:
         touchpoints = conn.execute(text("SELECT count(*) FROM touchpoint")).scalar_one()

@@ -627,7 +627,8 @@ def _grade(session: Session, lead_id: int) -> str | None:
 
 
 def notify(session: Session, user_ids: Iterable[int], lead_id: int | None, kind: NoticeKind,
-            text: str, now: datetime, **detail: Any) -> None:
+           text: str, now: datetime, **detail: Any) -> None:
+    """Leave ``text`` in the notices of each of ``user_ids`` (once per user)."""
     for uid in set(user_ids):
         session.add(Notice(user_id=uid, lead_id=lead_id, kind=kind, text=text, detail=detail,
                            created_at=now))

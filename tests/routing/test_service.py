@@ -408,3 +408,29 @@ def test_weights_follow_conversion_within_bounds(
     assert set(weights) == {r.id for r in org.reps}
     assert weights[best.id] > 1 > weights[org.reps[1].id] >= 0.5
     assert weights[best.id] <= 2
+
+
+def test_routing_again_never_pulls_an_owned_lead_into_a_pool(
+    session: Session, now: datetime, org: Org
+) -> None:
+    lead = make_lead(session, now, "A")
+    service.route_due(session=session, now=now)
+    session.refresh(lead)
+    owner = lead.owner_id
+    assert owner is not None
+    # A rule now sends A leads to a pool ahead of the team, and the lead is due again.
+    service.create_rule(session=session, actor_id=None, now=now, data=RuleIn(
+        name="A to the pool", conditions=RuleConditions(grades=["A"]), pool_id=org.pool.id))
+    service.reorder_rules(session=session, now=now, rule_ids=[
+        r.id for r in sorted(service.list_rules(session=session), key=lambda r: -r.id)])
+    lead.route_due_at = now
+    session.flush()
+    summary = service.route_due(session=session, now=now)
+    assert summary.kept == 1
+    session.refresh(lead)
+    assert lead.owner_id == owner and lead.pool_id is None and lead.route_due_at is None
+    fresh = make_lead(session, now, "A")
+    service.route_due(session=session, now=now)
+    session.refresh(fresh)
+    assert fresh.pool_id == org.pool.id and fresh.owner_id is None
+    sound(session)

@@ -526,6 +526,12 @@ def route_due(
         match = matches[row.id]
         rule = match.rule
         if rule is None or rule.team_id is None:
+            if row.owner_id is not None:
+                # Routing again (on crossing the MQL line) never takes a lead from its rep
+                # into a pool: only a team can claim it.
+                kept.append(row.id)
+                summary.kept += 1
+                continue
             pool = _pool(session, rule.pool_id if rule else None, pool_cache, now)
             if row.pool_id == pool.id and row.owner_id is None:
                 done_ids.append(row.id)

@@ -30,7 +30,8 @@ from leadflow.routing.models import (
 )
 from leadflow.routing.schemas import AbsenceIn, PoolIn, RuleConditions, RuleIn, TeamPolicyIn
 from leadflow.scoring.schemas import GRADES
-from leadflow.users.models import Role, Team
+from leadflow.users import service as users_service
+from leadflow.users.models import Role, Team, TeamKind
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 _external_ids = count(1)
@@ -546,3 +547,17 @@ def test_routing_pages_speak_chinese(client: TestClient, login, make_user,  # ty
     page = client.get("/routing/teams").text
     assert "产能" in page and "轮询" in page
     assert "公海" in client.get("/routing/pools").text
+
+
+def test_manager_creates_the_default_table_on_an_empty_one(  # type: ignore[no-untyped-def]
+    client: TestClient, login, session: Session, now: datetime
+) -> None:
+    users_service.create_team(session=session, name="售前", kind=TeamKind.PRESALES, now=now)
+    users_service.create_team(session=session, name="电销", kind=TeamKind.SALES, now=now)
+    session.commit()
+    login(Role.MANAGER)
+    assert "Create the default table" in client.get("/routing/rules").text
+    assert post(client, "/routing/rules/defaults").status_code == 303
+    page = client.get("/routing/rules").text
+    assert "Other A+/A → 电销" in page and "B/C/D → pre-sales" in page
+    assert "Create the default table" not in page

@@ -15,7 +15,7 @@ from leadflow.cleaning.rules import MatchThresholds
 from leadflow.errors import Conflict, PermissionDenied
 from leadflow.leads.capture import IncomingRecord, capture_retrying
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus
-from leadflow.routing import invariants, jobs, service
+from leadflow.routing import invariants, jobs, rules, service
 from leadflow.routing.models import (
     LeadPool,
     Notice,
@@ -36,7 +36,7 @@ from leadflow.routing.schemas import (
 )
 from leadflow.scoring.models import LeadScore
 from leadflow.users import service as users_service
-from leadflow.users.models import Role, Team, TeamKind, User
+from leadflow.users.models import Role, Segment, Team, TeamKind, User
 
 
 @dataclass
@@ -434,3 +434,29 @@ def test_routing_again_never_pulls_an_owned_lead_into_a_pool(
     session.refresh(fresh)
     assert fresh.pool_id == org.pool.id and fresh.owner_id is None
     sound(session)
+
+
+def test_default_table_follows_the_brief_for_the_teams(session: Session, now: datetime) -> None:
+    presales = users_service.create_team(session=session, name="售前", kind=TeamKind.PRESALES,
+                                         now=now)
+    smb = users_service.create_team(session=session, name="电销", kind=TeamKind.SALES, now=now)
+    big = users_service.create_team(session=session, name="大客户", kind=TeamKind.SALES, now=now,
+                                    segment=Segment.ENTERPRISE, product_line="CRM")
+    made = service.create_default_rules(session=session, actor_id=None, now=now)
+    specs = service.active_rules(session=session)
+    assert [s.team_id for s in specs] == [presales.id, big.id, smb.id, presales.id]
+    assert specs[0].channels == ("gift",) and specs[-1].grades == ("B", "C", "D")
+
+    def target(**kw: Any) -> int | None:
+        base: dict[str, Any] = dict(lead_id=1, grade="A", probability=None, segment=None,
+                                    product_line=None, region=None, channel=None, language=None)
+        match = rules.match_rule(specs, rules.RouteFacts(**{**base, **kw}))
+        return match.rule.team_id if match.rule else None
+
+    assert target(segment=Segment.ENTERPRISE, product_line="CRM") == big.id
+    assert target(segment=Segment.SMB) == smb.id
+    assert target(grade="C") == presales.id
+    assert target(grade="A", channel="gift") == presales.id
+    assert len(made) == 4
+    with pytest.raises(Conflict, match="not empty"):
+        service.create_default_rules(session=session, actor_id=None, now=now)

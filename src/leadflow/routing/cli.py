@@ -58,6 +58,17 @@ def rules_cmd(as_json: terminal.JsonOpt = False) -> None:
     terminal.console.print(table)
 
 
+@routing_app.command("defaults")
+def defaults_cmd(as_json: terminal.JsonOpt = False) -> None:
+    """Fill an empty routing table with the brief's defaults for your teams."""
+    from leadflow.routing import service
+
+    with session_scope() as session:
+        rules = service.create_default_rules(session=session, actor_id=None, now=clock.now())
+        names = [r.name for r in rules]
+    terminal.emit({"rules": names}, as_json, "default routing table")
+
+
 @routing_app.command("check")
 def check_cmd(as_json: terminal.JsonOpt = False) -> None:
     """Check the routing invariants: no lead without owner or pool, no rep over capacity."""

@@ -335,6 +335,15 @@ def rule_create(request: Request, session: SessionDep, user: Manager, _csrf: Csr
     return RedirectResponse("/routing/rules", status_code=303)
 
 
+@router.post("/routing/rules/defaults")
+def rule_defaults(request: Request, session: SessionDep, user: Manager,
+                  _csrf: Csrf) -> RedirectResponse:
+    """Fill an empty table with the brief's defaults for the organisation's teams."""
+    routing_service.create_default_rules(session=session, actor_id=user.id, now=clock.now())
+    flash(request, N_("The default routing table was created."))
+    return RedirectResponse("/routing/rules", status_code=303)
+
+
 @router.post("/routing/rules/{rule_id}")
 def rule_update(rule_id: DbId, request: Request, session: SessionDep, user: Manager,
                 _csrf: Csrf, form: FormDep) -> RedirectResponse:

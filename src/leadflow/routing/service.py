@@ -57,7 +57,8 @@ from leadflow.routing.schemas import (
     TeamPolicyIn,
 )
 from leadflow.scoring.models import LeadScore
-from leadflow.users.models import Role, Team, User
+from leadflow.scoring.schemas import Grade
+from leadflow.users.models import Role, Team, TeamKind, User
 from leadflow.users.rules import Permission, has_permission
 
 # Leads a router can (re)route; qualified and closed leads keep their owner.
@@ -1153,3 +1154,37 @@ def weights_from_performance(*, session: Session, team_id: int, now: datetime,
         weights[user_id] = weight
     session.flush()
     return weights
+
+
+def create_default_rules(*, session: Session, actor_id: int | None,
+                         now: datetime) -> list[RoutingRule]:
+    """The brief's routing table for the organisation's teams, on an empty table.
+
+    1. Gift and giveaway leads (high volume, low intent) go to the pre-sales team.
+    2. A+/A leads go to the sales team serving their segment and product line, most
+       specific team first, then to the first sales team whatever they are.
+    3. B, C and D leads go to the pre-sales team, which nurtures them.
+    """
+    if session.scalar(select(func.count()).select_from(RoutingRule)):
+        raise Conflict("the routing table is not empty; edit it instead")
+    teams = list(session.scalars(select(Team).order_by(Team.id)))
+    presales = next((t for t in teams if t.kind == TeamKind.PRESALES), None)
+    sales = [t for t in teams if t.kind == TeamKind.SALES]
+    if presales is None or not sales:
+        raise InvalidInput("the default table needs a pre-sales team and a sales team")
+    hot: list[Grade] = ["A+", "A"]
+    table = [RuleIn(name="Gift and giveaway leads → pre-sales", team_id=presales.id,
+                    conditions=RuleConditions(channels=["gift"]))]
+    specific = sorted((t for t in sales if t.segment or t.product_line),
+                      key=lambda t: (t.segment is None or t.product_line is None, t.id))
+    table += [RuleIn(name=f"A+/A → {t.name}", team_id=t.id, conditions=RuleConditions(
+        grades=hot, segments=[t.segment] if t.segment else [],
+        product_lines=[t.product_line] if t.product_line else [])) for t in specific]
+    table += [
+        RuleIn(name=f"Other A+/A → {sales[0].name}", team_id=sales[0].id,
+               conditions=RuleConditions(grades=hot)),
+        RuleIn(name="B/C/D → pre-sales", team_id=presales.id,
+               conditions=RuleConditions(grades=["B", "C", "D"])),
+    ]
+    return [create_rule(session=session, data=rule, actor_id=actor_id, now=now)
+            for rule in table]

@@ -94,6 +94,16 @@ def make_lead(session: Session, now: datetime, grade: str | None, **fields: Any)
     return lead
 
 
+def routed(session: Session, now: datetime, grade: str) -> tuple[Lead, User]:
+    """A new lead of ``grade``, routed, with the rep it went to."""
+    lead = make_lead(session, now, grade)
+    service.route_due(session=session, now=now)
+    session.refresh(lead)
+    owner = session.get(User, lead.owner_id)
+    assert owner is not None
+    return lead, owner
+
+
 def count(session: Session, model: type, *where: Any) -> int:
     return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
@@ -197,11 +207,7 @@ def test_capture_routes_in_the_request(session: Session, now: datetime, org: Org
 def test_reject_goes_to_triage_and_reroute_skips_the_rejecting_rep(
     session: Session, now: datetime, org: Org
 ) -> None:
-    lead = make_lead(session, now, "A")
-    service.route_due(session=session, now=now)
-    session.refresh(lead)
-    owner = session.get(User, lead.owner_id)
-    assert owner is not None
+    lead, owner = routed(session, now, "A")
     with pytest.raises(PermissionDenied):
         service.reject_lead(session=session, lead_id=lead.id, user=org.reps[2], reason="x",
                             now=now)
@@ -223,11 +229,7 @@ def test_reject_goes_to_triage_and_reroute_skips_the_rejecting_rep(
 def test_return_sends_the_lead_to_nurture_with_a_date(
     session: Session, now: datetime, org: Org
 ) -> None:
-    lead = make_lead(session, now, "B")
-    service.route_due(session=session, now=now)
-    session.refresh(lead)
-    owner = session.get(User, lead.owner_id)
-    assert owner is not None
+    lead, owner = routed(session, now, "B")
     service.return_lead(session=session, lead_id=lead.id, user=owner, reason="明年预算",
                         follow_up_on=date(2027, 3, 1), now=now)
     session.refresh(lead)
@@ -294,11 +296,7 @@ def test_claims_respect_caps_cooldown_and_team(
 def test_touch_accepts_the_lead_and_extends_protection_up_to_the_maximum(
     session: Session, now: datetime, org: Org
 ) -> None:
-    lead = make_lead(session, now, "A")
-    service.route_due(session=session, now=now)
-    session.refresh(lead)
-    owner = session.get(User, lead.owner_id)
-    assert owner is not None
+    lead, owner = routed(session, now, "A")
     service.record_touch(session=session, lead_id=lead.id, user=owner,
                          kind=ActivityKind.CALL_LOGGED, summary="聊了10分钟", now=now)
     session.refresh(lead)

@@ -44,6 +44,7 @@ from leadflow.routing.service import (
     protection_of,
     system_pool,
     team_leads,
+    team_pool,
 )
 from leadflow.scoring.models import LeadScore
 from leadflow.users.models import User
@@ -58,35 +59,28 @@ def due_count(*, now: datetime) -> int:
 
 def route_all_due(
     *, now: datetime, chunk: int = service.ROUTE_CHUNK,
-    progress: Callable[[int, int], None] | None = None, lead_ids: list[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RouteSummary:
-    """Route every lead due at ``now`` (or the due ones among ``lead_ids``), chunk by chunk;
-    ``progress(done, total)`` after each chunk."""
+    """Route every lead due at ``now``, chunk by chunk; ``progress(done, total)`` after each
+    chunk."""
     total = RouteSummary()
     expected = due_count(now=now) if progress else 0
-    todo = lead_ids
     while True:
-        ids = None
-        if todo is not None:
-            ids, todo = todo[:chunk], todo[chunk:]
         with session_scope() as session:
-            summary = service.route_due(session=session, now=now, lead_ids=ids, limit=chunk)
+            summary = service.route_due(session=session, now=now, limit=chunk)
         total.add(summary)
         if progress is not None:
             progress(total.leads, max(expected, total.leads))
-        if (todo is None and summary.leads == 0) or todo == []:
-            break
-    return total
+        if summary.leads == 0:
+            return total
 
 
 def sweep(*, now: datetime) -> SweepSummary:
     """One pass of every periodic routing check, each in its own transaction, then route what
     they made due."""
     total = SweepSummary()
-    steps: list[tuple[str, Callable[..., SweepSummary]]] = [
-        ("sla", check_sla), ("recycle", recycle), ("away", reassign_away),
-    ]
-    for _name, step in steps:
+    steps: tuple[Callable[..., SweepSummary], ...] = (check_sla, recycle, reassign_away)
+    for step in steps:
         with session_scope() as session:
             done = step(session=session, now=now)
         total.escalated += done.escalated
@@ -120,9 +114,8 @@ class SweepSummary:
 
 
 def _team_pool(session: Session, team_id: int | None, now: datetime) -> LeadPool:
-    policy = session.get(TeamPolicy, team_id) if team_id else None
-    pool = session.get(LeadPool, policy.pool_id) if policy and policy.pool_id else None
-    return pool or system_pool(session=session, kind=PoolKind.PUBLIC, now=now)
+    return (team_pool(session=session, team_id=team_id)
+            or system_pool(session=session, kind=PoolKind.PUBLIC, now=now))
 
 
 def check_sla(*, session: Session, now: datetime, limit: int = 1000) -> SweepSummary:

@@ -248,6 +248,12 @@ def system_pool(*, session: Session, kind: PoolKind, now: datetime) -> LeadPool:
     return pool
 
 
+def team_pool(*, session: Session, team_id: int | None) -> LeadPool | None:
+    """The pool a team's policy names (where its overflow and recycled leads go), if any."""
+    policy = session.get(TeamPolicy, team_id) if team_id else None
+    return session.get(LeadPool, policy.pool_id) if policy and policy.pool_id else None
+
+
 def protection_of(pool: LeadPool | None) -> Protection:
     """The protection policy a pool sets for the leads its team owns."""
     if pool is None:
@@ -256,11 +262,15 @@ def protection_of(pool: LeadPool | None) -> Protection:
                       pool.warn_days)
 
 
-def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
+def _insert(session: Session, table: Any) -> Any:
+    """An INSERT that takes the engine's ``ON CONFLICT`` clauses."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+    return dialect.insert(table)
+
+
+def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(_insert(session, table).on_conflict_do_nothing(), rows)
 
 
 def lock_policies(*, session: Session, team_ids: Iterable[int], now: datetime
@@ -272,16 +282,24 @@ def lock_policies(*, session: Session, team_ids: Iterable[int], now: datetime
     ids = sorted(set(team_ids))
     if not ids:
         return {}
+
+    def locked() -> dict[int, TeamPolicy]:
+        rows = session.scalars(
+            select(TeamPolicy).where(TeamPolicy.team_id.in_(ids)).order_by(TeamPolicy.team_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
+        return {p.team_id: p for p in rows}
+
+    policies = locked()
+    if len(policies) == len(ids):  # the usual case: one round trip on the webhook path
+        return policies
     _insert_ignore(session, TeamPolicy.__table__, [
         {"team_id": t, "strategy": "round_robin", "capacity": {}, "sla_minutes": {},
-         "away_policy": "reassign_hot", "virtual_pass": 0.0, "updated_at": now} for t in ids
+         "away_policy": "reassign_hot", "virtual_pass": 0.0, "updated_at": now}
+        for t in ids if t not in policies
     ])
-    rows = session.scalars(
-        select(TeamPolicy).where(TeamPolicy.team_id.in_(ids)).order_by(TeamPolicy.team_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).all()
-    return {p.team_id: p for p in rows}
+    return locked()
 
 
 # --- team state ---------------------------------------------------------------------------
@@ -350,9 +368,9 @@ def load_teams(
     for r in reps:
         team = teams[r.team_id]
         profile: RepProfile | None = r.RepProfile
-        hours = rules.WorkingTime(r.timezone, 9 * 60, 18 * 60, "CN") if profile is None else \
-            rules.WorkingTime(r.timezone, profile.work_start_minute, profile.work_end_minute,
-                              profile.holiday_calendar)
+        hours = rules.WorkingTime(r.timezone) if profile is None else rules.WorkingTime(
+            r.timezone, profile.work_start_minute, profile.work_end_minute,
+            profile.holiday_calendar)
         presence = profile.presence if profile else Presence.AVAILABLE
         first_pass = float(r[5]) if r[5] is not None else team.policy.virtual_pass
         team.state.reps.append(RepState(
@@ -382,16 +400,15 @@ def save_team_state(*, session: Session, teams: Iterable[LoadedTeam], now: datet
                 passes.append({"team_id": team.state.team_id, "user_id": rep.user_id,
                                "pass_value": rep.pass_value, "assigned": rep.assigned,
                                "last_assigned_at": now})
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     if passes:
-        stmt = dialect.insert(RepPass.__table__)
+        stmt = _insert(session, RepPass.__table__)
         session.execute(stmt.on_conflict_do_update(
             index_elements=["team_id", "user_id"],
             set_={"pass_value": stmt.excluded.pass_value, "assigned": stmt.excluded.assigned,
                   "last_assigned_at": stmt.excluded.last_assigned_at},
         ), passes)
     if booked:
-        stmt = dialect.insert(RepDayLoad.__table__)
+        stmt = _insert(session, RepDayLoad.__table__)
         session.execute(stmt.on_conflict_do_update(
             index_elements=["user_id", "day", "grade"],
             set_={"assigned": RepDayLoad.__table__.c.assigned + stmt.excluded.assigned},
@@ -537,7 +554,7 @@ def route_due(
             if row.pool_id == pool.id and row.owner_id is None:
                 done_ids.append(row.id)
                 continue
-            changes.append(_to_pool(row, pool, match.reason, now, rule))
+            changes.append(_to_pool(row, pool, match.reason, rule))
             summary.pooled += 1
             continue
         team = teams[rule.team_id]
@@ -554,28 +571,18 @@ def route_due(
             if row.pool_id == pool.id and row.owner_id is None:
                 (waiting if retry else done_ids).append(row.id)
             else:
-                change = _to_pool(row, pool, f"{match.reason}; {choice.reason}", now, rule)
+                change = _to_pool(row, pool, f"{match.reason}; {choice.reason}", rule)
                 change.route_due_at = retry
                 changes.append(change)
             summary.pooled += 1
             continue
-        grade = facts.grade
-        if grade is not None:
-            booked[(choice.user_id, rules.local_day(now, team.timezones[choice.user_id]),
-                    grade)] += 1
         promoted = row.owner_id is not None or row.status == LeadStatus.NURTURING
-        minutes = team.policy.sla_minutes.get(grade or "")
-        changes.append(Change(
-            lead_id=row.id,
+        changes.append(_assignment(
+            row, team, choice.user_id, f"{match.reason} → {choice.reason}", now, booked,
             kind=OwnershipKind.PROMOTED if promoted else (
                 OwnershipKind.REROUTED if row.pool_id else OwnershipKind.ROUTED),
-            user_id=choice.user_id, team_id=rule.team_id, pool_id=None,
-            status=LeadStatus.ASSIGNED, activity=ActivityKind.ASSIGNED,
-            reason=f"{match.reason} → {choice.reason}",
             end_reason=EndReason.PROMOTED if promoted else EndReason.REROUTED,
-            grade=grade, rule_id=rule.id,
-            sla_due_at=rules.sla_due_at(row.created_at, now, minutes),
-            protected_until=rules.protected_until(now, protection_of(team.pool)),
+            rule_id=rule.id,
         ))
         summary.assigned += 1
         summary.by_team[rule.team_id] += 1
@@ -595,6 +602,26 @@ def route_due(
     return summary
 
 
+def _assignment(
+    row: Any, team: LoadedTeam, user_id: int, reason: str, now: datetime,
+    booked: Counter[tuple[int, date, str]], *, kind: OwnershipKind, end_reason: EndReason,
+    rule_id: int | None = None,
+) -> Change:
+    """A lead given to a rep the chooser picked: the day's load is booked, the SLA deadline
+    and protection follow the team's policy and pool."""
+    grade = row.grade
+    if grade is not None:
+        booked[(user_id, rules.local_day(now, team.timezones[user_id]), grade)] += 1
+    return Change(
+        lead_id=row.id, kind=kind, user_id=user_id, team_id=team.state.team_id, pool_id=None,
+        status=LeadStatus.ASSIGNED, activity=ActivityKind.ASSIGNED, reason=reason,
+        end_reason=end_reason, grade=grade, rule_id=rule_id,
+        sla_due_at=rules.sla_due_at(row.created_at, now,
+                                    team.policy.sla_minutes.get(grade or "")),
+        protected_until=rules.protected_until(now, protection_of(team.pool)),
+    )
+
+
 def _pool(session: Session, pool_id: int | None, cache: dict[int, LeadPool],
           now: datetime) -> LeadPool:
     key = pool_id or 0
@@ -604,8 +631,7 @@ def _pool(session: Session, pool_id: int | None, cache: dict[int, LeadPool],
     return cache[key]
 
 
-def _to_pool(row: Any, pool: LeadPool, reason: str, now: datetime,
-             rule: RuleSpec | None) -> Change:
+def _to_pool(row: Any, pool: LeadPool, reason: str, rule: RuleSpec | None) -> Change:
     nurture = pool.kind == PoolKind.NURTURE
     return Change(
         lead_id=row.id, kind=OwnershipKind.POOLED, user_id=None, team_id=pool.team_id,
@@ -709,7 +735,7 @@ def transfer_leads(*, session: Session, lead_ids: Sequence[int], to_user_id: int
         .order_by(Lead.id).with_for_update(of=Lead)
     ).all()
     policy = policies.get(target.team_id or 0)
-    pool = session.get(LeadPool, policy.pool_id) if policy and policy.pool_id else None
+    pool = team_pool(session=session, team_id=target.team_id)
     why = reason.strip() or "manual transfer"
     changes = [Change(
         lead_id=r.id, kind=OwnershipKind.TRANSFERRED, user_id=target.id,
@@ -746,17 +772,9 @@ def reroute_lead(*, session: Session, lead_id: int, actor: User, now: datetime,
     if choice.user_id is None:
         raise Conflict(f"nobody in the team can take the lead now: {choice.reason}")
     booked: Counter[tuple[int, date, str]] = Counter()
-    if facts.grade:
-        booked[(choice.user_id, rules.local_day(now, team.timezones[choice.user_id]),
-                facts.grade)] += 1
-    apply_changes(session=session, now=now, actor_id=actor.id, changes=[Change(
-        lead_id=lead_id, kind=OwnershipKind.REROUTED, user_id=choice.user_id, team_id=team_id,
-        pool_id=None, status=LeadStatus.ASSIGNED, activity=ActivityKind.ASSIGNED,
-        reason=f"rerouted by {actor.name} → {choice.reason}", end_reason=EndReason.REROUTED,
-        grade=facts.grade,
-        sla_due_at=rules.sla_due_at(row.created_at, now,
-                                    team.policy.sla_minutes.get(facts.grade or "")),
-        protected_until=rules.protected_until(now, protection_of(team.pool)),
+    apply_changes(session=session, now=now, actor_id=actor.id, changes=[_assignment(
+        row, team, choice.user_id, f"rerouted by {actor.name} → {choice.reason}", now, booked,
+        kind=OwnershipKind.REROUTED, end_reason=EndReason.REROUTED,
     )])
     save_team_state(session=session, teams=teams.values(), now=now, booked=booked)
     summary.assigned = 1
@@ -796,10 +814,7 @@ def claim_lead(*, session: Session, lead_id: int, user: User, now: datetime) -> 
     if user.role not in (*TAKING_ROLES, Role.TEAM_LEAD):
         raise PermissionDenied("only reps claim leads from a pool")
     lock_for_writing(session)
-    _insert_ignore(session, RepProfile.__table__, [{
-        "user_id": user.id, "presence": "available", "capacity": {}, "weight": 1.0,
-        "languages": [], "product_lines": [], "work_start_minute": 540,
-        "work_end_minute": 1080, "holiday_calendar": "CN", "updated_at": now}])
+    ensure_profile(session=session, user_id=user.id, now=now)
     session.execute(select(RepProfile.user_id).where(RepProfile.user_id == user.id)
                     .with_for_update())
     lead = _lock_lead(session, lead_id)
@@ -854,8 +869,7 @@ def record_touch(*, session: Session, lead_id: int, user: User, kind: ActivityKi
         Ownership.lead_id == lead.id, Ownership.ended_at.is_(None),
         Ownership.accepted_at.is_(None)).values(accepted_at=now))
     if lead.owned_at is not None:
-        policy = session.get(TeamPolicy, lead.team_id) if lead.team_id else None
-        pool = session.get(LeadPool, policy.pool_id) if policy and policy.pool_id else None
+        pool = team_pool(session=session, team_id=lead.team_id)
         lead.protected_until = rules.extended_protection(
             lead.protected_until, lead.owned_at, now, protection_of(pool))
         lead.recycle_warned_at = None
@@ -910,26 +924,25 @@ def ownership_conflicts(*, session: Session, phone: str | None = None,
 
 def set_presence(*, session: Session, user: User, presence: Presence, now: datetime) -> None:
     """A rep switches to available, away or offline."""
-    profile = session.get(RepProfile, user.id)
-    if profile is None:
-        profile = RepProfile(user_id=user.id, updated_at=now, capacity={}, languages=[],
-                             product_lines=[])
-        session.add(profile)
+    profile = ensure_profile(session=session, user_id=user.id, now=now)
     profile.presence = presence
     profile.updated_at = now
     session.flush()
 
 
 def ensure_profile(*, session: Session, user_id: int, now: datetime) -> RepProfile:
-    """The rep's routing profile, created with defaults on first use."""
+    """The rep's routing profile, created with defaults on first use (insert-or-ignore:
+    two requests of one rep may both find none)."""
     profile = session.get(RepProfile, user_id)
     if profile is None:
-        profile = RepProfile(user_id=user_id, presence=Presence.AVAILABLE, capacity={},
-                             languages=[], product_lines=[], weight=1.0,
-                             work_start_minute=9 * 60, work_end_minute=18 * 60,
-                             holiday_calendar="CN", updated_at=now)
-        session.add(profile)
-        session.flush()
+        hours = rules.WorkingTime()
+        _insert_ignore(session, RepProfile.__table__, [{
+            "user_id": user_id, "presence": Presence.AVAILABLE.value, "capacity": {},
+            "weight": 1.0, "languages": [], "product_lines": [],
+            "work_start_minute": hours.start_minute, "work_end_minute": hours.end_minute,
+            "holiday_calendar": hours.calendar, "updated_at": now}])
+        profile = session.get(RepProfile, user_id)
+        assert profile is not None
     return profile
 
 

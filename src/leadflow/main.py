@@ -18,12 +18,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from leadflow import __version__
+from leadflow.cadences.routes import router as cadences_router
 from leadflow.campaigns.routes import router as campaigns_router
 from leadflow.config import get_settings
 from leadflow.db import get_engine
 from leadflow.deps import LoginRequired, PageUser
 from leadflow.errors import DomainError, InvalidInput
 from leadflow.leads.routes import router as leads_router
+from leadflow.messaging.routes import router as messaging_router
+from leadflow.messaging.tracking_routes import router as tracking_router
+from leadflow.queue.routes import router as queue_router
 from leadflow.routing.routes import router as routing_router
 from leadflow.scoring.routes import router as scoring_router
 
@@ -107,6 +111,10 @@ def create_app() -> FastAPI:
     app.include_router(campaigns_router)
     app.include_router(scoring_router)
     app.include_router(routing_router)
+    app.include_router(cadences_router)
+    app.include_router(queue_router)
+    app.include_router(messaging_router)
+    app.include_router(tracking_router)
     from leadflow.web.pages import register_pages
 
     register_pages(app)

@@ -1,6 +1,14 @@
 """Imports every domain's models so metadata (and Alembic) sees all tables."""
 
 from leadflow.audit.models import AuditEntry
+from leadflow.cadences.models import (
+    Cadence,
+    CadenceStep,
+    Enrollment,
+    Experiment,
+    ExperimentArm,
+    Task,
+)
 from leadflow.campaigns.models import Campaign
 from leadflow.cleaning.models import Firmographic, LeadMerge
 from leadflow.db import Base
@@ -13,6 +21,7 @@ from leadflow.leads.models import (
     Lead,
     Touchpoint,
 )
+from leadflow.messaging.models import Message, Suppression, TrackingEvent
 from leadflow.routing.models import (
     LeadPool,
     Notice,
@@ -33,7 +42,12 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "Cadence",
+    "CadenceStep",
     "Campaign",
+    "Enrollment",
+    "Experiment",
+    "ExperimentArm",
     "Firmographic",
     "FormEndpoint",
     "GradeFlag",
@@ -43,6 +57,7 @@ __all__ = [
     "LeadMerge",
     "LeadPool",
     "LeadScore",
+    "Message",
     "Notice",
     "OutboxEvent",
     "Ownership",
@@ -54,8 +69,11 @@ __all__ = [
     "ScoringModel",
     "ScoringRuleset",
     "SlaBreach",
+    "Suppression",
+    "Task",
     "Team",
     "TeamPolicy",
     "Touchpoint",
+    "TrackingEvent",
     "User",
 ]

@@ -70,6 +70,13 @@ class ActivityKind(StrEnum):
     EMAIL_SENT = "email_sent"
     MESSAGE_SENT = "message_sent"
     MEETING_HELD = "meeting_held"
+    # engagement engine
+    ENROLLED = "enrolled"
+    CADENCE_PAUSED = "cadence_paused"
+    CADENCE_RESUMED = "cadence_resumed"
+    CADENCE_ENDED = "cadence_ended"
+    TASK_SKIPPED = "task_skipped"
+    OUT_OF_OFFICE = "out_of_office"
 
 
 # Activities a lead does itself (as opposed to what the system or a rep does to it).

@@ -8,8 +8,11 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
+from leadflow.cadences import pages as cadences_pages
 from leadflow.campaigns import pages as campaigns_pages
 from leadflow.leads import pages as leads_pages
+from leadflow.messaging import pages as messaging_pages
+from leadflow.queue import pages as queue_pages
 from leadflow.routing import pages as routing_pages
 from leadflow.scoring import pages as scoring_pages
 from leadflow.users import pages as users_pages
@@ -54,4 +57,7 @@ def register_pages(app: FastAPI) -> None:
     app.include_router(campaigns_pages.router)
     app.include_router(scoring_pages.router)
     app.include_router(routing_pages.router)
+    app.include_router(queue_pages.router)
+    app.include_router(cadences_pages.router)
+    app.include_router(messaging_pages.router)
     app.include_router(router)

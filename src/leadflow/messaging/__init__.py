@@ -1,0 +1,1 @@
+"""Email, SMS and WeChat: the message outbox, providers, tracking and unsubscribe."""

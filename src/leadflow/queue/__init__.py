@@ -1,0 +1,1 @@
+"""A rep's work queue: the next best task (queue mode) and today's tasks (list mode)."""

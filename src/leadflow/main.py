@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from leadflow import __version__
+from leadflow.cadences.experiment_routes import api_router as experiments_api_router
 from leadflow.cadences.routes import router as cadences_router
 from leadflow.campaigns.routes import router as campaigns_router
 from leadflow.config import get_settings
@@ -112,6 +113,7 @@ def create_app() -> FastAPI:
     app.include_router(scoring_router)
     app.include_router(routing_router)
     app.include_router(cadences_router)
+    app.include_router(experiments_api_router)
     app.include_router(queue_router)
     app.include_router(messaging_router)
     app.include_router(tracking_router)

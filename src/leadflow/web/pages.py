@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 from leadflow.cadences import pages as cadences_pages
+from leadflow.cadences.experiment_routes import page_router as experiments_page_router
 from leadflow.campaigns import pages as campaigns_pages
 from leadflow.leads import pages as leads_pages
 from leadflow.messaging import pages as messaging_pages
@@ -59,5 +60,6 @@ def register_pages(app: FastAPI) -> None:
     app.include_router(routing_pages.router)
     app.include_router(queue_pages.router)
     app.include_router(cadences_pages.router)
+    app.include_router(experiments_page_router)
     app.include_router(messaging_pages.router)
     app.include_router(router)

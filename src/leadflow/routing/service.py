@@ -24,6 +24,7 @@ from sqlalchemy import String, and_, cast, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from leadflow.cadences import service as cadences_service
 from leadflow.campaigns.models import Campaign
 from leadflow.cleaning import normalise
 from leadflow.db import bulk_insert, bulk_upsert, lock_for_writing
@@ -109,6 +110,7 @@ def apply_changes(
     3. Restart the clock on the lead: owner, team, pool, status, ``owned_at``, protection,
        recycle warning cleared; a recycled lead's counter goes up.
     4. Write the timeline entry.
+    5. Let cadences follow (enroll, hand over or end the lead's enrollment).
     """
     if not changes:
         return
@@ -129,7 +131,17 @@ def apply_changes(
                         .values(recycle_count=Lead.recycle_count + 1))
     if session.get_bind().dialect.name == "postgresql" and len(changes) >= _STAGED:
         _write_staged(session, changes, now, actor_id)
-        return
+    else:
+        _write_plain(session, changes, now, actor_id)
+    # Cadences follow the lead: a new owner or nurture pool means a new enrollment.
+    cadences_service.follow_ownership(
+        session=session, now=now, actor_id=actor_id,
+        moves=[(c.lead_id, c.user_id, c.pool_id, c.kind == OwnershipKind.TRANSFERRED)
+               for c in changes])
+
+
+def _write_plain(session: Session, changes: Sequence[Change], now: datetime,
+                 actor_id: int | None) -> None:
     bulk_insert(session, Ownership.__table__, [  # type: ignore[arg-type]
         {"lead_id": c.lead_id, "user_id": c.user_id, "team_id": c.team_id,
          "pool_id": c.pool_id, "kind": c.kind.value, "grade": c.grade, "rule_id": c.rule_id,

@@ -30,6 +30,8 @@ class Permission(StrEnum):
     ROUTING_TEAM = "routing.team"
     # Claim from a pool, reject or return own leads, log touches.
     LEADS_WORK = "leads.work"
+    # Cadences, nurture programs and A/B tests: edit them, read their reports.
+    CADENCES_MANAGE = "cadences.manage"
 
 
 _P = Permission
@@ -38,7 +40,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MANAGER: frozenset(
         {_P.LEADS_READ_ALL, _P.LEADS_CAPTURE, _P.LEADS_IMPORT, _P.LEADS_MERGE, _P.LEADS_EXPORT,
          _P.CAMPAIGNS_READ, _P.CAMPAIGNS_MANAGE, _P.ENRICH_LOAD, _P.FORMS_MANAGE,
-         _P.SCORING_READ, _P.ROUTING_MANAGE, _P.ROUTING_TEAM}
+         _P.SCORING_READ, _P.ROUTING_MANAGE, _P.ROUTING_TEAM, _P.CADENCES_MANAGE}
     ),
     Role.TEAM_LEAD: frozenset(
         {_P.LEADS_READ_TEAM, _P.LEADS_CAPTURE, _P.LEADS_MERGE, _P.CAMPAIGNS_READ,
@@ -51,7 +53,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MARKETER: frozenset(
         {_P.LEADS_READ_ALL, _P.LEADS_CAPTURE, _P.LEADS_IMPORT, _P.LEADS_EXPORT,
          _P.CAMPAIGNS_READ, _P.CAMPAIGNS_MANAGE, _P.ENRICH_LOAD, _P.FORMS_MANAGE,
-         _P.SCORING_READ}
+         _P.SCORING_READ, _P.CADENCES_MANAGE}
     ),
     Role.ANALYST: frozenset(
         {_P.LEADS_READ_ALL, _P.LEADS_EXPORT, _P.CAMPAIGNS_READ, _P.SCORING_READ}

@@ -1,0 +1,177 @@
+"""The rep's queue: claim the single next best task (queue mode), or today's tasks grouped by
+channel and half-day (list mode).
+
+A claim is one indexed ``SELECT … ORDER BY bucket, rank DESC, due_at LIMIT 1 FOR UPDATE
+SKIP LOCKED`` (PostgreSQL) and an ``UPDATE``: two reps — or two tabs of one rep — never get
+the same task. Asking again before recording an outcome returns the same task, so "Next"
+cannot be pressed until a lead worth calling comes up.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from leadflow.cadences.models import Cadence, CadenceStep, Channel, Enrollment, Task, TaskStatus
+from leadflow.cadences.rules import dispositions_for
+from leadflow.db import lock_for_writing
+from leadflow.leads.models import Activity, Lead
+from leadflow.queue import rules
+from leadflow.scoring.models import LeadScore
+from leadflow.users.models import User
+
+# A claim not finished within this time goes back to the queue (the rep left the desk).
+CLAIM_TTL = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCard:
+    """Everything the rep needs to act on the next task."""
+
+    task_id: int
+    lead_id: int
+    lead_name: str | None
+    company: str | None
+    title: str | None
+    phone: str | None
+    email: str | None
+    wechat_id: str | None
+    grade: str | None
+    probability: float | None
+    channel: str
+    kind: str
+    due_at: datetime
+    bucket: int
+    reason: str
+    attempt: int
+    attempt_budget: int
+    cadence: str | None
+    step: int | None
+    steps: int | None
+    subject: str
+    body: str
+    script: str
+    note: str
+    dispositions: tuple[str, ...]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def next_task(*, session: Session, user: User, now: datetime) -> TaskCard | None:
+    """Claim the rep's next best task (or return the one already claimed)."""
+    held = session.scalar(select(Task.id).where(Task.claimed_by_id == user.id,
+                                                Task.status == TaskStatus.CLAIMED.value)
+                          .order_by(Task.claimed_at).limit(1))
+    if held is not None:
+        return task_card(session=session, task_id=held, now=now)
+    lock_for_writing(session)
+    candidate = (
+        select(Task.id)
+        .where(Task.owner_id == user.id, Task.status == TaskStatus.OPEN.value,
+               Task.automatic.is_(False), Task.due_at <= now)
+        .order_by(Task.bucket, Task.rank.desc(), Task.due_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    task_id = session.scalar(candidate)
+    if task_id is None:
+        return None
+    session.execute(update(Task).where(Task.id == task_id)
+                    .values(status=TaskStatus.CLAIMED.value, claimed_by_id=user.id,
+                            claimed_at=now))
+    return task_card(session=session, task_id=task_id, now=now)
+
+
+def release(*, session: Session, task_id: int, user: User) -> None:
+    """Hand a claimed task back to the queue unchanged (the rep closes the card)."""
+    session.execute(update(Task).where(Task.id == task_id, Task.claimed_by_id == user.id,
+                                       Task.status == TaskStatus.CLAIMED.value)
+                    .values(status=TaskStatus.OPEN.value, claimed_by_id=None,
+                            claimed_at=None))
+
+
+def task_card(*, session: Session, task_id: int, now: datetime,
+              history: int = 8) -> TaskCard:
+    """The task with its lead, script, template and recent history."""
+    row = session.execute(
+        select(Task, Lead, LeadScore.grade, LeadScore.probability, CadenceStep, Enrollment,
+               Cadence.name)
+        .join(Lead, Lead.id == Task.lead_id)
+        .outerjoin(LeadScore, LeadScore.lead_id == Task.lead_id)
+        .outerjoin(CadenceStep, CadenceStep.id == Task.step_id)
+        .outerjoin(Enrollment, Enrollment.id == Task.enrollment_id)
+        .outerjoin(Cadence, Cadence.id == Enrollment.cadence_id)
+        .where(Task.id == task_id)
+    ).one()
+    task, lead, grade, probability, step, enrollment, cadence_name = row
+    steps = (session.scalar(select(CadenceStep.position).where(
+        CadenceStep.cadence_id == enrollment.cadence_id).order_by(
+        CadenceStep.position.desc()).limit(1)) if enrollment else None)
+    recent = session.execute(
+        select(Activity.kind, Activity.occurred_at, Activity.summary, Activity.channel)
+        .where(Activity.lead_id == lead.id).order_by(Activity.occurred_at.desc(),
+                                                      Activity.id.desc()).limit(history))
+    budget = enrollment.attempt_budget if enrollment else 6
+    attempts = enrollment.attempts if enrollment else 0
+    return TaskCard(
+        task_id=task.id, lead_id=lead.id, lead_name=lead.name, company=lead.company,
+        title=lead.title, phone=lead.phone, email=lead.email, wechat_id=lead.wechat_id,
+        grade=grade, probability=probability, channel=task.channel, kind=task.kind,
+        due_at=task.due_at, bucket=task.bucket,
+        reason=rules.reason(bucket=task.bucket, grade=grade, due_at=task.due_at,
+                            assigned_at=lead.owned_at, attempts=attempts, budget=budget,
+                            now=now, channel=task.channel),
+        attempt=attempts + 1, attempt_budget=budget, cadence=cadence_name,
+        step=step.position if step else None, steps=steps,
+        subject=step.subject if step else "", body=step.body if step else "",
+        script=step.script if step else "", note=task.note,
+        dispositions=tuple(d.value for d in dispositions_for(Channel(task.channel))),
+        history=[{"kind": k, "at": at, "summary": s, "channel": c} for k, at, s, c in recent],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListItem:
+    """One row of list mode."""
+
+    task_id: int
+    lead_id: int
+    lead_name: str | None
+    company: str | None
+    grade: str | None
+    channel: str
+    due_at: datetime
+    status: str
+    note: str
+
+
+def todays_tasks(*, session: Session, user: User, now: datetime, timezone: str,
+                 limit: int = 500) -> dict[str, dict[str, list[ListItem]]]:
+    """List mode: the rep's tasks due by the end of today, by channel, then morning /
+    afternoon (local time). Overdue tasks count as this morning's."""
+    zone = ZoneInfo(timezone)
+    local = now.astimezone(zone)
+    end_of_day = local.replace(hour=23, minute=59, second=59).astimezone(now.tzinfo)
+    rows = session.execute(
+        select(Task.id, Task.lead_id, Lead.name, Lead.company, LeadScore.grade, Task.channel,
+               Task.due_at, Task.status, Task.note)
+        .join(Lead, Lead.id == Task.lead_id)
+        .outerjoin(LeadScore, LeadScore.lead_id == Task.lead_id)
+        .where(Task.owner_id == user.id, Task.automatic.is_(False),
+               Task.status.in_((TaskStatus.OPEN.value, TaskStatus.SCHEDULED.value,
+                                TaskStatus.CLAIMED.value)),
+               Task.due_at <= end_of_day)
+        .order_by(Task.bucket, Task.rank.desc(), Task.due_at).limit(limit))
+    grouped: dict[str, dict[str, list[ListItem]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        item = ListItem(*r)
+        due_local = item.due_at.astimezone(zone)
+        half = "morning" if due_local.date() < local.date() or due_local.hour < 12 \
+            else "afternoon"
+        grouped[item.channel][half].append(item)
+    return {ch: dict(halves) for ch, halves in grouped.items()}

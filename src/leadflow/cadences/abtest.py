@@ -26,6 +26,8 @@ test built for continuous monitoring, and the Bayesian numbers only describe the
    tenth of the smallest lift worth having. The arms are "practically the same" when every
    confidence sequence lies inside ± that smallest lift (10% of the pooled rate by default):
    then no winner worth having will appear, and the test may stop. Otherwise: keep going.
+   Nothing is read before 30 leads per arm and 10 successes in all: the normal
+   approximation behind (2) needs them, and "0 replies against 1" is not a comparison.
 4. **Sample size still needed.** Taking today's posterior means as the truth, the number of
    further enrollments (split by the arms' weights) until the confidence sequence is
    expected to clear zero or the equivalence band with 80% probability: the smallest ``M``
@@ -102,6 +104,7 @@ class DecisionRule:
     mixture_lift: float = 0.30  # τ, relative to the pooled rate
     power: float = 0.80  # "likely" in the sample size still needed
     min_enrolled: int = 30  # per arm, before any reading (the normal approximation)
+    min_successes: int = 10  # in all arms together: no rate to compare before a few
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,9 @@ def evaluate(arms: Sequence[ArmData], *, rng: np.random.Generator,
         # Whichever comes first: the difference shows, or it proves too small to matter.
         more_total = max(more_total, min(pair(target=abs(d)), pair(target=smallest - abs(d))))
 
-    collecting = any(a.enrolled < rule.min_enrolled for a in arms)
+    successes = sum(a.successes for a in arms)
+    collecting = (any(a.enrolled < rule.min_enrolled for a in arms)
+                  or successes < rule.min_successes)
     if collecting:
         decision = Decision.COLLECTING
     elif (beats_all and prob_best[leader] >= rule.prob_best
@@ -292,8 +297,9 @@ def evaluate(arms: Sequence[ArmData], *, rng: np.random.Generator,
     else:
         # Before the first reading the estimates are noise: only the shortfall is known.
         # After it, never "0 more" for an open question.
-        shortfall = max((rule.min_enrolled - a.enrolled) / s if s else 0.0
-                        for a, s in zip(arms, shares, strict=True))
+        shortfall = max([(rule.min_enrolled - a.enrolled) / s if s else 0.0
+                         for a, s in zip(arms, shares, strict=True)]
+                        + [(rule.min_successes - successes) / pooled])
         total_f = shortfall if collecting else max(more_total, 1.0)
         total = None if math.isinf(total_f) else _round_up(total_f)
         per_arm = [None if total is None else _round_up(total * s) for s in shares]

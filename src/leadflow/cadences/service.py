@@ -356,12 +356,12 @@ def _step_task(step: CadenceStep, enrollment_id: int, lead_id: int, owner_id: in
 
 
 def _task_row(*, lead_id: int, owner_id: int | None, enrollment_id: int | None,
-              step_id: int | None, kind: TaskKind, channel: Channel | str, automatic: bool,
+              step_id: int | None, kind: TaskKind | str, channel: Channel | str, automatic: bool,
               due_at: datetime, facts: LeadFacts | None, attempts: int, budget: int,
               now: datetime, window_end_at: datetime | None = None, engaged: bool = False,
               note: str = "") -> dict[str, Any]:
     placement = queue_rules.place(
-        callback=kind == TaskKind.CALLBACK, grade=facts.grade if facts else None,
+        callback=str(kind) == TaskKind.CALLBACK, grade=facts.grade if facts else None,
         probability=facts.probability if facts else None,
         touched=facts.touched if facts else False,
         assigned_at=facts.owned_at if facts else None, due_at=due_at, now=now,
@@ -369,7 +369,7 @@ def _task_row(*, lead_id: int, owner_id: int | None, enrollment_id: int | None,
     # Manual tasks due now go straight into the queue; the rest wait for the worker.
     status = TaskStatus.OPEN if not automatic and due_at <= now else TaskStatus.SCHEDULED
     return {"lead_id": lead_id, "owner_id": owner_id, "enrollment_id": enrollment_id,
-            "step_id": step_id, "kind": kind.value, "channel": str(channel),
+            "step_id": step_id, "kind": str(kind), "channel": str(channel),
             "automatic": automatic, "status": status.value, "due_at": due_at,
             "window_end_at": window_end_at, "bucket": int(placement.bucket),
             "rank": placement.rank, "bucket_until": placement.until,

@@ -1,8 +1,8 @@
 """A/B test statistics for cadences: who is ahead, how sure we are, when to stop. Pure.
 
 Managers look at an A/B report every day and stop as soon as it says "winner". A classic
-fixed-sample test (chi-squared at p < 0.05) checked daily declares a false winner in roughly
-one equal-arms experiment in four after a month of looks. So the decision here comes from a
+fixed-sample test (chi-squared at p < 0.05) checked daily declares a false winner in about
+one equal-arms experiment in three after a month of looks. So the decision here comes from a
 test built for continuous monitoring, and the Bayesian numbers only describe the data:
 
 1. **Description (Bayesian beta-binomial).** Each arm's rate has a Beta(1, 1) prior and a

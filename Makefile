@@ -30,7 +30,9 @@ run: install
 	@if [ ! -f .leadflow-demo-done ]; then \
 	  $(BIN)/leadflow demo --leads $(DEMO_LEADS) && touch .leadflow-demo-done; fi
 	@echo "leadflow at http://127.0.0.1:8000 — log in as admin@leadflow.local / leadflow-demo"
-	$(BIN)/leadflow serve --host 127.0.0.1 --port 8000
+	@# The demo keeps its emails in the built-in outbox (/outbox) unless told otherwise
+	@# (LEADFLOW_EMAIL_PROVIDER=smtp with LEADFLOW_SMTP_HOST / _PORT sends them).
+	LEADFLOW_EMAIL_PROVIDER=$${LEADFLOW_EMAIL_PROVIDER:-outbox} $(BIN)/leadflow serve --host 127.0.0.1 --port 8000
 
 test: install browser-deps
 	$(BIN)/pybabel compile --use-fuzzy -d src/leadflow/web/translations -D messages >/dev/null 2>&1 || true

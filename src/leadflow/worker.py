@@ -1,4 +1,6 @@
-"""The worker: periodic routing checks (SLA, recycling, away reps) and routing of due leads.
+"""The worker: routing checks (SLA, recycling, away reps) and routing of due leads; cadence
+work (due tasks into queues, automatic steps into the outbox, pauses that ran out, stale
+claims); and delivery of the message outbox.
 
 ``leadflow worker`` runs it as a process; ``leadflow serve`` runs one in a thread for the
 embedded default. Several workers on PostgreSQL share the work: every step claims its rows
@@ -9,17 +11,30 @@ one bad row cannot crash-loop the worker.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
 from leadflow import clock
+from leadflow.cadences import jobs as cadence_jobs
+from leadflow.messaging import jobs as messaging_jobs
 from leadflow.routing import jobs as routing_jobs
 
 log = logging.getLogger("leadflow.worker")
 
 
+def worker_id() -> str:
+    """This worker's name in logs and message leases: host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10_000}"
+
+
 def run_once() -> dict[str, object]:
     """One pass of every periodic job, at the clock's now."""
-    return {"routing": routing_jobs.sweep(now=clock.now()).as_dict()}
+    return {
+        "routing": routing_jobs.sweep(now=clock.now()).as_dict(),
+        "cadences": cadence_jobs.sweep(now=clock.now()).as_dict(),
+        "messages": messaging_jobs.deliver_due(worker_id=worker_id()).as_dict(),
+    }
 
 
 def run_forever(*, interval_s: float, stop: threading.Event | None = None) -> None:

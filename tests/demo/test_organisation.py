@@ -8,11 +8,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from leadflow.cadences.models import Enrollment, Task
 from leadflow.campaigns.models import Campaign, Channel
 from leadflow.cleaning.models import Firmographic
 from leadflow.demo.organisation import ADMIN_EMAIL, DEMO_PASSWORD, build_demo
 from leadflow.errors import Conflict
 from leadflow.leads.models import Activity, ActivityKind, Lead, Touchpoint
+from leadflow.messaging.models import Message
 from leadflow.routing import invariants
 from leadflow.routing.models import Ownership
 from leadflow.users import service as users_service
@@ -64,6 +66,18 @@ def test_demo_builds_an_organisation_with_history_and_refuses_to_run_twice(
         pooled = count(session, Lead, Lead.pool_id.is_not(None))
         assert owned > 0 and pooled > 0
         assert count(session, Ownership, Ownership.accepted_at.is_not(None)) > 0
+        # Every lead a rep owns is in a cadence; each rep's queue holds at most a day's work.
+        enrolled = set(session.scalars(select(Enrollment.lead_id).where(
+            Enrollment.status.in_(("active", "paused")))))
+        owned_ids = set(session.scalars(select(Lead.id).where(Lead.owner_id.is_not(None),
+                                                           Lead.status.in_(("assigned",
+                                                                            "working")))))
+        assert owned_ids and owned_ids <= enrolled
+        per_rep = session.execute(select(Task.owner_id, func.count()).where(
+            Task.status == "open", Task.automatic.is_(False)).group_by(Task.owner_id)).all()
+        assert per_rep and max(n for _rep, n in per_rep) <= 40
+        assert summary["cadences"]["emails_queued"] > 0  # type: ignore[index]
+        assert count(session, Message) == summary["cadences"]["emails_queued"]  # type: ignore[index]
 
     with pytest.raises(Conflict, match="empty database"):
         build_demo(leads=10, seed=3, console=None)

@@ -196,7 +196,7 @@ def run_automatic(*, session: Session, now: datetime, limit: int = AUTOMATIC_BAT
     messaging_service.enqueue_many(session=session, items=drafts, now=now)
     session.execute(update(Task).where(Task.id.in_([t.id for t in runnable]))
                     .values(status=TaskStatus.DONE.value, done_at=now, disposition="sent"))
-    _advance_many(session, [e for e in enrollments.values() if e.status in LIVE], now)
+    advance_many(session, [e for e in enrollments.values() if e.status in LIVE], now)
     return len(runnable), sum(len(v) for v in deferred.values())
 
 
@@ -214,8 +214,8 @@ def _arm_overrides(session: Session, enrollments: Any) -> dict[tuple[int, int], 
             if step is not None}
 
 
-def _advance_many(session: Session, enrollments: list[Enrollment], now: datetime) -> None:
-    """Schedule the next step of many enrollments whose current (automatic) step just ran."""
+def advance_many(session: Session, enrollments: list[Enrollment], now: datetime) -> None:
+    """Schedule the next step of many enrollments whose current step was just done."""
     if not enrollments:
         return
     cadence_ids = {e.cadence_id for e in enrollments}

@@ -41,6 +41,7 @@ from leadflow.cleaning.enrich import load_firmographics
 from leadflow.cleaning.rules import MatchThresholds
 from leadflow.config import get_settings
 from leadflow.db import bulk_insert, session_scope
+from leadflow.demo import cadences as demo_cadences
 from leadflow.demo import routing as demo_routing
 from leadflow.demo.engagement import plant
 from leadflow.demo.generator import (
@@ -213,7 +214,9 @@ def build_demo(*, leads: int, seed: int, console: Console | None) -> dict[str, o
         progress.advance(scoring, 2)
         routed = progress.add_task("routing", total=1)
         demo_routing.configure(teams=teams, now=now, rng=rng)
+        demo_cadences.configure(now=now)
         routing = demo_routing.route_recent(now=now, rng=rng)
+        cadences = demo_cadences.plan_today(now=now)
         progress.advance(routed)
     return {
         "teams": len(teams),
@@ -228,6 +231,7 @@ def build_demo(*, leads: int, seed: int, console: Console | None) -> dict[str, o
         "statuses": statuses,
         "model_id": model_id,
         "routing": routing,
+        "cadences": cadences,
         "admin_email": ADMIN_EMAIL,
         "admin_password": DEMO_PASSWORD,
         "sample_logins": logins,

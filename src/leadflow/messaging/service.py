@@ -612,6 +612,23 @@ def _timeline(session: Session, lead_id: int, kind: ActivityKind, now: datetime,
                 ref=ref[:300] if ref else None, detail=detail or {}))
 
 
+def is_suppressed(*, session: Session, channel: str, address: str) -> bool:
+    """True when ``address`` is on the suppression list for ``channel``."""
+    address = normalise_address(channel, address) or ""
+    return session.scalar(select(Suppression.id).where(
+        Suppression.channel == channel, Suppression.address == address)) is not None
+
+
+def masked(address: str) -> str:
+    """An address as a public page may show it: ``a***@corp.cn``, ``+86138****5678``."""
+    if "@" in address:
+        local, _, domain = address.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if len(address) > 7:
+        return f"{address[:-8]}****{address[-4:]}"
+    return "***"
+
+
 def unsubscribe(*, session: Session, token: str, now: datetime, via: str = "page"
                 ) -> Message | None:
     """The lead unsubscribed through a message's link (``via``: page, one-click, mailto).
@@ -725,13 +742,15 @@ def record_inbound_reply(
         until = None
         if ooo.return_date is not None:
             until = datetime.combine(ooo.return_date, policy.quiet.end, tzinfo=zone)
-        session.add(Activity(
-            lead_id=lead_id, kind=ActivityKind.OUT_OF_OFFICE, occurred_at=now,
-            summary=(f"out of office until {ooo.return_date:%Y-%m-%d}" if ooo.return_date
-                     else "out of office"), ref=subject[:300] or None,
-            detail={"message_id": message_id, "return_date": ooo.return_date.isoformat()
-                    if ooo.return_date else None}))
-        session.flush()
+        if cadences_service.live_enrollment(session=session, lead_id=lead_id) is None:
+            # Pausing an enrollment writes its own timeline entry; without one, this does.
+            session.add(Activity(
+                lead_id=lead_id, kind=ActivityKind.OUT_OF_OFFICE, occurred_at=now,
+                summary=(f"out of office until {ooo.return_date:%Y-%m-%d}" if ooo.return_date
+                         else "out of office"), ref=subject[:300] or None,
+                detail={"message_id": message_id, "return_date": ooo.return_date.isoformat()
+                        if ooo.return_date else None}))
+            session.flush()
         _signal(session, lead_id, ExitReason.OUT_OF_OFFICE, now, until=until)
         return InboundResult(InboundKind.OUT_OF_OFFICE, lead_id, message_id, ooo.return_date)
     _timeline(session, lead_id, ActivityKind.REPLIED, now, summary=f"replied: {subject}",

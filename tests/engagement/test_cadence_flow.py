@@ -94,7 +94,7 @@ def test_no_answer_moves_on_and_the_budget_closes_the_lead_as_unreachable(
 
 def test_busy_retries_in_30_minutes_and_callbacks_wait_for_their_hour(
         session: Session, now: datetime, floor: Floor) -> None:
-    lead, rep = routed(session, now, "A")
+    _lead, rep = routed(session, now, "A")
     card = queue_service.next_task(session=session, user=rep, now=now)
     assert card is not None
     retry = dispose(session, card.task_id, rep, Disposition.BUSY, now)
@@ -155,7 +155,7 @@ def test_out_of_office_pauses_until_the_return_date_and_resumes_by_itself(
 def test_a_reply_ends_the_cadence_and_puts_an_answer_task_first(
         session: Session, now: datetime, floor: Floor) -> None:
     lead, rep = routed(session, now, "B")
-    other, _ = routed(session, now, "A")  # goes to the other rep (round-robin)
+    routed(session, now, "A")  # goes to the other rep (round-robin)
     cadences_service.on_signal(session=session, lead_id=lead.id, signal=ExitReason.REPLIED,
                                now=now)
     ended = session.scalar(select(Enrollment).where(Enrollment.lead_id == lead.id))
@@ -166,7 +166,7 @@ def test_a_reply_ends_the_cadence_and_puts_an_answer_task_first(
 
 def test_engagement_moves_the_leads_task_ahead_of_older_work(
         session: Session, now: datetime, floor: Floor) -> None:
-    first, rep = routed(session, now, "C")
+    _first, rep = routed(session, now, "C")
     routed(session, now, "C")  # the other rep's
     second, rep2 = routed(session, now, "C")
     assert rep2.id == rep.id

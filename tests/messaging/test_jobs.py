@@ -279,3 +279,19 @@ def test_sms_goes_through_the_webhook_when_configured(
         get_settings.cache_clear()
     assert _status(session, message.id).provider_ref == "gw-1"
     assert json.loads(seen[0][1])["to"] == message.to_address
+
+
+def test_chinese_subject_and_sender_arrive_intact(
+        session: Session, now: datetime, smtp: Sink, make_lead: Callable[..., Lead],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_MAIL_FROM", "李娜 <lina@corp.example>")
+    get_settings.cache_clear()
+    lead = make_lead(now, name="张伟", company="示例科技")
+    _enqueue(session, lead, now, "zh:1", subject="{{first_name}}您好：{{company}}的试用\r\nBcc: x@y",
+             body="详情见 https://corp.example/试用。")
+    jobs.deliver_pending(now=now, worker_id="w1")
+    mail = smtp.messages[0]
+    assert mail["Subject"] == "张伟您好：示例科技的试用 Bcc: x@y"  # no header injection
+    assert mail["Bcc"] is None
+    assert mail["From"].addresses[0].display_name == "李娜"
+    assert "详情见 https://t.corp.example/t/c/" in mail.get_body(("plain",)).get_content()

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import Connection, Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from leadflow import clock
 from leadflow.config import Settings, get_settings
-from leadflow.db import lock_for_writing, session_scope
+from leadflow.db import get_engine, lock_for_writing, session_scope
 from leadflow.messaging import rules, service
 from leadflow.messaging.models import Message, MessageStatus
 from leadflow.messaging.providers import (
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 # pending, so a slow server never lets a lease run out under a message being sent.
 _LEASE_BUDGET = 0.8
 _DUE = (MessageStatus.PENDING.value, MessageStatus.SENDING.value)
+# Outcomes are written with Core statements on the bare table: no ORM work per message.
+_MESSAGE = cast(Table, Message.__table__)
 
 
 @dataclass(slots=True)
@@ -102,12 +106,13 @@ def deliver_pending(
 
     1. Claim the batch in a short transaction of its own, committed before sending.
     2. Send each through its provider; one provider (one SMTP connection) per batch.
-    3. Commit each outcome at once: sent; or back to pending with backoff; or failed after
-       ``message_max_attempts`` or a permanent refusal (a refused recipient is a bounce:
-       the address is suppressed and the cadence told). On PostgreSQL these tiny commits
-       use ``synchronous_commit = off``: a database *server* crash may forget the last
-       fraction of a second of them, which only means those rows are sent again with the
-       same Message-ID — a worker crash loses nothing.
+    3. Commit each outcome at once (one autocommitted UPDATE, one round trip): sent; or
+       back to pending with backoff; or failed after ``message_max_attempts`` or a
+       permanent refusal (a refused recipient is a bounce: the address is suppressed and
+       the cadence told). On PostgreSQL these tiny commits use ``synchronous_commit = off``:
+       a database *server* crash may forget the last fraction of a second of them, which
+       only means those rows are sent again with the same Message-ID — a worker crash
+       loses nothing.
     4. Near the end of the lease, the unsent rest of the batch goes back to pending.
     """
     settings = settings or get_settings()
@@ -121,26 +126,42 @@ def deliver_pending(
     providers = Providers(settings)
     released: list[Any] = []
     try:
-        with session_scope() as session:
-            postgres = session.get_bind().dialect.name == "postgresql"
+        with _autocommit() as conn:
             for row in rows:
                 elapsed = time.monotonic() - started
                 if elapsed > lease_s * _LEASE_BUDGET:
                     released.append(row)
                     continue
-                at = now + timedelta(seconds=elapsed)
                 outcome = _send(providers, row)
-                if postgres:
-                    session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                _record(session, row, outcome, at, settings, summary)
-                session.commit()
+                _record(conn, row, outcome, now + timedelta(seconds=elapsed), settings,
+                        summary)
             if released:
-                _release(session, released)
+                _release(conn, released)
                 summary.released = len(released)
     finally:
         providers.close()
     log.info("worker %s delivered a batch: %s", worker_id, summary.as_dict())
     return summary
+
+
+@contextmanager
+def _autocommit() -> Iterator[Connection]:
+    """A connection on which every statement commits by itself: one round trip per outcome.
+
+    On PostgreSQL with ``synchronous_commit`` off for these commits (the server
+    acknowledges before its WAL reaches disk), reset before the connection goes back to
+    the pool. ``SET LOCAL`` would do nothing here: each statement is its own transaction.
+    """
+    with get_engine().connect() as base:
+        conn = base.execution_options(isolation_level="AUTOCOMMIT")
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.exec_driver_sql("SET synchronous_commit TO OFF")
+        try:
+            yield conn
+        finally:
+            if postgres:
+                conn.exec_driver_sql("RESET synchronous_commit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,44 +188,45 @@ def _send(providers: Providers, row: Any) -> _Outcome:
         return _Outcome(error=f"{type(exc).__name__}: {exc}")
 
 
-def _record(session: Session, row: Any, outcome: _Outcome, at: datetime, settings: Settings,
+def _record(conn: Connection, row: Any, outcome: _Outcome, at: datetime, settings: Settings,
             summary: DeliverySummary) -> None:
-    """Write the outcome of one send; only while our lease on the row still holds (the
-    lease timestamp is the fencing token)."""
-    mine = (Message.id == row.id, Message.lease_until == row.lease_until)
+    """Write (and commit) the outcome of one send; only while our lease on the row still
+    holds (the lease timestamp is the fencing token)."""
+    table = _MESSAGE
+    mine = (table.c.id == row.id, table.c.lease_until == row.lease_until)
     if outcome.error is None:
-        session.execute(update(Message).where(*mine).values(
+        conn.execute(update(table).where(*mine).values(
             status=MessageStatus.SENT.value, sent_at=at, provider_ref=outcome.ref,
-            lease_until=None, error=None).execution_options(synchronize_session=False))
+            lease_until=None, error=None))
         summary.sent += 1
         return
     if outcome.bounced:
-        message = session.get(Message, row.id)
-        if message is not None and message.lease_until == row.lease_until:
-            service.record_bounce(session=session, message=message, reason=outcome.error,
-                                  now=at)
+        with session_scope() as session:  # rare: the full bounce path with its side effects
+            message = session.get(Message, row.id)
+            if message is not None and message.lease_until == row.lease_until:
+                service.record_bounce(session=session, message=message, reason=outcome.error,
+                                      now=at)
         summary.bounced += 1
         return
     if outcome.permanent or row.attempts >= settings.message_max_attempts:
-        session.execute(update(Message).where(*mine).values(
-            status=MessageStatus.FAILED.value, lease_until=None, error=outcome.error[:500])
-            .execution_options(synchronize_session=False))
+        conn.execute(update(table).where(*mine).values(
+            status=MessageStatus.FAILED.value, lease_until=None, error=outcome.error[:500]))
         summary.failed += 1
         return
-    session.execute(update(Message).where(*mine).values(
+    conn.execute(update(table).where(*mine).values(
         status=MessageStatus.PENDING.value, lease_until=None, error=outcome.error[:500],
-        send_after=at + rules.retry_delay(row.attempts))
-        .execution_options(synchronize_session=False))
+        send_after=at + rules.retry_delay(row.attempts)))
     summary.retried += 1
 
 
-def _release(session: Session, rows: list[Any]) -> None:
+def _release(conn: Connection, rows: list[Any]) -> None:
     """Give claimed rows back unsent (the claim's attempt is not counted)."""
+    table = _MESSAGE
     for row in rows:
-        session.execute(update(Message).where(
-            Message.id == row.id, Message.lease_until == row.lease_until,
+        conn.execute(update(table).where(
+            table.c.id == row.id, table.c.lease_until == row.lease_until,
         ).values(status=MessageStatus.PENDING.value, lease_until=None,
-                 attempts=Message.attempts - 1).execution_options(synchronize_session=False))
+                 attempts=table.c.attempts - 1))
 
 
 def deliver_due(

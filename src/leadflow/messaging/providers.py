@@ -8,6 +8,7 @@ serves one delivery batch and keeps its connection open across it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -15,9 +16,8 @@ import logging
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.header import Header
+from email.utils import formataddr, formatdate, parseaddr
 from typing import Protocol
 
 import httpx
@@ -84,6 +84,15 @@ class Provider(Protocol):
         ...
 
 
+def _header_text(value: str) -> str:
+    """A header value as it may appear on the wire: RFC 2047 encoded words when it is not
+    plain ASCII, and never a line break (header injection)."""
+    value = " ".join(value.split())
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode(linesep="\r\n")
+
+
 def mail_domain(mail_from: str) -> str:
     """The domain of the sender address (for Message-IDs)."""
     address = parseaddr(mail_from)[1]
@@ -105,7 +114,7 @@ class SmtpEmailProvider:
         self._smtp: smtplib.SMTP | None = None
         name, address = parseaddr(settings.mail_from)
         self._from_address = address or "noreply@leadflow.local"
-        self._from_header = str(Address(display_name=name, addr_spec=self._from_address))
+        self._from_header = formataddr((name, self._from_address), charset="utf-8")
         self._domain = mail_domain(settings.mail_from)
         self._base_url = settings.public_base_url.rstrip("/")
 
@@ -118,36 +127,50 @@ class SmtpEmailProvider:
             smtp.login(s.smtp_username, s.smtp_password)
         return smtp
 
-    def build(self, message: Envelope) -> EmailMessage:
-        """The MIME message (text and HTML parts, tracking and unsubscribe headers)."""
+    def build(self, message: Envelope) -> bytes:
+        """The MIME message as bytes: text and HTML parts (UTF-8, base64), tracking and
+        unsubscribe headers.
+
+        Written directly rather than through ``email.message.EmailMessage``, whose header
+        parsing and generator cost several times the rest of a send on the bulk path; the
+        structure is fixed (multipart/alternative), so little can go wrong by hand.
+        """
         urls = rules.TrackingUrls(self._base_url, message.token)
         rendered = rules.tracked_email(subject=message.subject, body=message.body, urls=urls)
-        mime = EmailMessage()
-        mime["From"] = self._from_header
-        mime["To"] = message.to_address
-        mime["Subject"] = rendered.subject
-        mime["Date"] = formatdate(localtime=False, usegmt=True)
-        mime["Message-ID"] = rules.message_id(message.idempotency_key, message.token,
-                                              self._domain)
-        mime["List-Unsubscribe"] = (
-            f"<mailto:{self._from_address}?subject=unsubscribe%20{message.token}>, "
-            f"<{urls.unsubscribe}>")
-        mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        mime["X-Leadflow-Message"] = message.token
-        mime.set_content(rendered.text)
-        mime.add_alternative(rendered.html, subtype="html")
-        return mime
+        mid = rules.message_id(message.idempotency_key, message.token, self._domain)
+        boundary = f"=_lf_{message.token}"  # "=_" never occurs in base64 or QP bodies
+        head = (
+            f"From: {self._from_header}\r\n"
+            f"To: {message.to_address}\r\n"
+            f"Subject: {_header_text(rendered.subject)}\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"Message-ID: {mid}\r\n"
+            f"List-Unsubscribe: <mailto:{self._from_address}?subject=unsubscribe%20"
+            f"{message.token}>,\r\n <{urls.unsubscribe}>\r\n"
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            f"X-Leadflow-Message: {message.token}\r\n"
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
+        parts = [head.encode()]
+        for subtype, content in (("plain", rendered.text), ("html", rendered.html)):
+            parts.append(
+                f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+                "Content-Transfer-Encoding: base64\r\n\r\n".encode())
+            parts.append(base64.encodebytes(content.encode()).replace(b"\n", b"\r\n"))
+        parts.append(f"--{boundary}--\r\n".encode())
+        return b"".join(parts)
 
     def send(self, message: Envelope) -> str:
         """Send over the batch's connection, reconnecting once if the server dropped it."""
-        mime = self.build(message)
+        if any(ch in message.to_address for ch in "\r\n<>,"):
+            raise PermanentFailure(f"not a single address: {message.to_address!r}")
+        data = self.build(message)
         for attempt in (1, 2):
             try:
                 if self._smtp is None:
                     self._smtp = self._connect()
-                self._smtp.send_message(mime, from_addr=self._from_address,
-                                        to_addrs=[message.to_address])
-                return str(mime["Message-ID"])
+                self._smtp.sendmail(self._from_address, [message.to_address], data)
+                return rules.message_id(message.idempotency_key, message.token, self._domain)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
                 self._reset()

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, aliased
 
 from leadflow.cadences import service as cadences_service
@@ -571,16 +570,17 @@ def _suppress_address(session: Session, *, channel: str, address: str, lead_id: 
     address = normalise_address(channel, address) or ""
     if not address:
         return False
-    result = cast(CursorResult[Any], session.execute(
-        _insert(session, Suppression.__table__).on_conflict_do_nothing(),
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT here.
+    added = session.execute(
+        _insert(session, Suppression.__table__).on_conflict_do_nothing()
+        .returning(Suppression.__table__.c.id),
         {"channel": channel, "address": address, "lead_id": lead_id, "reason": reason,
-         "created_at": now}))
-    added = result.rowcount
+         "created_at": now}).first() is not None
     session.execute(update(Message).where(
         Message.channel == channel, Message.to_address == address,
         Message.status == MessageStatus.PENDING,
     ).values(status=MessageStatus.SUPPRESSED, error=f"suppressed: {reason}"))
-    return bool(added)
+    return added
 
 
 def _drop_ended(session: Session, lead_id: int) -> None:

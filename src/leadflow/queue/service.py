@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from leadflow.cadences.models import Cadence, CadenceStep, Channel, Enrollment, Task, TaskStatus
@@ -62,28 +62,36 @@ class TaskCard:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def next_task(*, session: Session, user: User, now: datetime) -> TaskCard | None:
-    """Claim the rep's next best task (or return the one already claimed)."""
+def held_task(*, session: Session, user: User, now: datetime) -> TaskCard | None:
+    """The task the rep claimed and has not finished, if any (claims nothing)."""
     held = session.scalar(select(Task.id).where(Task.claimed_by_id == user.id,
                                                 Task.status == TaskStatus.CLAIMED.value)
                           .order_by(Task.claimed_at).limit(1))
+    return None if held is None else task_card(session=session, task_id=held, now=now)
+
+
+def next_task(*, session: Session, user: User, now: datetime) -> TaskCard | None:
+    """Claim the rep's next best task (or return the one already claimed)."""
+    held = held_task(session=session, user=user, now=now)
     if held is not None:
-        return task_card(session=session, task_id=held, now=now)
+        return held
     lock_for_writing(session)
-    candidate = (
+    # One round trip: pick the best open task nobody holds and claim it.
+    best = (
         select(Task.id)
         .where(Task.owner_id == user.id, Task.status == TaskStatus.OPEN.value,
                Task.automatic.is_(False), Task.due_at <= now)
         .order_by(Task.bucket, Task.rank.desc(), Task.due_at)
         .limit(1)
         .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
-    task_id = session.scalar(candidate)
+    task_id = session.scalar(
+        update(Task).where(Task.id == best)
+        .values(status=TaskStatus.CLAIMED.value, claimed_by_id=user.id, claimed_at=now)
+        .returning(Task.id).execution_options(synchronize_session=False))
     if task_id is None:
         return None
-    session.execute(update(Task).where(Task.id == task_id)
-                    .values(status=TaskStatus.CLAIMED.value, claimed_by_id=user.id,
-                            claimed_at=now))
     return task_card(session=session, task_id=task_id, now=now)
 
 
@@ -133,6 +141,25 @@ def task_card(*, session: Session, task_id: int, now: datetime,
         dispositions=tuple(d.value for d in dispositions_for(Channel(task.channel))),
         history=[{"kind": k, "at": at, "summary": s, "channel": c} for k, at, s, c in recent],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """How much is waiting: manual tasks due by now, and when the next one falls due."""
+
+    due: int
+    next_due_at: datetime | None
+
+
+def summary(*, session: Session, user: User, now: datetime) -> QueueSummary:
+    """The rep's due manual tasks (the catch-up plan spreads them when there are too many)
+    and the due time of the first one still ahead."""
+    pending = (Task.owner_id == user.id, Task.automatic.is_(False),
+               Task.status.in_((TaskStatus.OPEN.value, TaskStatus.SCHEDULED.value)))
+    due = session.scalar(select(func.count()).select_from(Task)
+                         .where(*pending, Task.due_at <= now)) or 0
+    ahead = session.scalar(select(func.min(Task.due_at)).where(*pending, Task.due_at > now))
+    return QueueSummary(int(due), ahead)
 
 
 @dataclass(frozen=True, slots=True)

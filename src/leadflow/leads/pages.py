@@ -24,6 +24,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from leadflow import clock
 from leadflow.audit import service as audit_service
+from leadflow.cadences import pages as cadences_pages
 from leadflow.campaigns import service as campaigns_service
 from leadflow.campaigns.models import Campaign
 from leadflow.cleaning import service as cleaning_service
@@ -335,6 +336,9 @@ def lead_detail(lead_id: DbId, request: Request, session: SessionDep,
         "detail_fields": DETAIL_FIELDS,
         "ownership": None if lead.merged_into_id else routing_boards.ownership_card(
             session=session, lead=lead, viewer=user),
+        "cadence_card": None if lead.merged_into_id else cadences_pages.lead_card(
+            session=session, lead=lead, viewer=user),
+        **cadences_pages.LABELS,
         **routing_pages.LABELS,
         **_labels(),
     }

@@ -295,3 +295,24 @@ def test_chinese_subject_and_sender_arrive_intact(
     assert mail["Bcc"] is None
     assert mail["From"].addresses[0].display_name == "李娜"
     assert "详情见 https://t.corp.example/t/c/" in mail.get_body(("plain",)).get_content()
+
+
+def test_two_workers_at_once_send_each_message_once(
+        session: Session, now: datetime, smtp: Sink, make_lead: Callable[..., Lead]) -> None:
+    leads = [make_lead(now) for _ in range(60)]
+    service.enqueue_many(session=session, now=now, items=[
+        service.Outgoing(lead_id=lead.id, channel="email", subject="Hi", body="b",
+                         idempotency_key=f"par:{lead.id}") for lead in leads])
+    session.commit()
+    results: list[jobs.DeliverySummary] = []
+
+    def work(name: str) -> None:
+        results.append(jobs.deliver_due(worker_id=name, limit=5))
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.sent for r in results) == 60
+    assert sorted(smtp.by_message_id().values()) == [1] * 60

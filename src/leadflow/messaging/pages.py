@@ -17,6 +17,8 @@ from leadflow.web.render import N_, is_htmx, render
 router = APIRouter(include_in_schema=False)
 
 PER_PAGE = 50
+# Domain messages of the public tracking pages, listed here so they get translated.
+_KNOWN_MESSAGES = (N_("this link is not valid"),)
 CHANNEL_LABELS: dict[str, str] = {
     MessageChannel.EMAIL: N_("Email"), MessageChannel.SMS: N_("SMS"),
     MessageChannel.WECHAT: N_("WeChat"),

@@ -298,3 +298,62 @@ def test_a_rep_works_a_full_day_in_the_browser(  # type: ignore[no-untyped-def]
         assert statuses[name] == LeadStatus.WORKING, name
     assert statuses[sixth] == LeadStatus.ASSIGNED  # skipped: not touched yet
     session.rollback()
+
+
+def test_a_manager_installs_a_preset_and_edits_its_steps(  # type: ignore[no-untyped-def]
+    app_url: str, chromium_browser: Any, make_user, session: Session, office_clock: datetime
+) -> None:
+    from leadflow.cadences import service as cadences_service
+    from leadflow.cadences.models import Cadence
+
+    SHOTS.mkdir(exist_ok=True)
+    manager = make_user(Role.MANAGER, name="陈经理")
+    context = chromium_browser.new_context(viewport={"width": 1366, "height": 900},
+                                           locale="en-US")
+    page = context.new_page()
+    page.goto(f"{app_url}/login")
+    page.fill("input[name=email]", manager.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.click("nav.nav >> text=Cadences")
+    expect(page.locator("h1")).to_have_text("Cadences")
+    expect(page.locator("#sales-cadences .empty")).to_contain_text("install a preset")
+    preset = page.locator("#preset-persistent6")
+    preset.locator("input[name=name]").fill("坚持六次")
+    preset.get_by_role("button", name="Install").click()
+    expect(page.locator(".flash")).to_contain_text("The preset was installed.")
+    rows = page.locator("#step-rows tr")
+    expect(rows).to_have_count(6)
+
+    # Add a seventh step: an SMS whose window ends before it starts.
+    page.click("#add-step")
+    expect(rows).to_have_count(7)
+    new = rows.nth(6)
+    expect(new.locator(".step-number")).to_have_text("7")
+    new.locator("input[name$=day_offset]").fill("16")
+    new.locator("input[name$=window_start]").fill("17:00")
+    new.locator("input[name$=window_end]").fill("09:00")
+    new.locator("select[name$=channel]").select_option("sms")
+    new.locator("textarea[name$=body]").fill("{{ first_name }}，您好，方便通个电话吗？")
+    rows.nth(1).get_by_role("button", name="Remove").click()  # drop the day-1 call
+    expect(rows).to_have_count(6)
+    page.get_by_role("button", name="Save").click()
+    errors = page.locator("#form-errors")
+    expect(errors).to_contain_text("Step 6")
+    expect(errors).to_contain_text("the window must end after it starts")
+    expect(page.locator("tr.row-error textarea[name$=body]")).to_have_value(
+        "{{ first_name }}，您好，方便通个电话吗？")
+    page.screenshot(path=SHOTS / "35-cadence-editor-error.png", full_page=True)
+    page.locator("tr.row-error input[name$=window_end]").fill("18:00")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash")).to_have_text("The cadence was saved.")
+    page.screenshot(path=SHOTS / "36-cadence-editor.png", full_page=True)
+    context.close()
+
+    session.rollback()
+    cadence = session.scalar(select(Cadence).where(Cadence.name == "坚持六次"))
+    assert cadence is not None
+    steps = cadences_service.steps_of(session=session, cadence_id=cadence.id)
+    assert [(s.day_offset, s.channel) for s in steps] == [
+        (0, "call"), (2, "email"), (4, "call"), (9, "call"), (14, "voicemail"), (16, "sms")]
+    session.rollback()

@@ -337,7 +337,7 @@ def _error(detail: ErrorDetails) -> FormError:
     step = int(loc[1]) if len(loc) >= 2 and loc[0] == "steps" and loc[1].isdigit() else None
     name = loc[-1] if loc else ""
     if step is not None and len(loc) == 2:
-        name = "steps"
+        name = ""  # the step as a whole: "Step 2 · …" says it all
     kind = detail["type"]
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return FormError(name, N_("Enter a time such as 09:00.") if name.startswith("window")

@@ -118,6 +118,12 @@ TIMELINE_LABELS: dict[str, str] = {
     "email_sent": N_("Email sent"),
     "message_sent": N_("Message sent"),
     "meeting_held": N_("Meeting held"),
+    "enrolled": N_("Enrolled in a cadence"),
+    "cadence_paused": N_("Cadence paused"),
+    "cadence_resumed": N_("Cadence resumed"),
+    "cadence_ended": N_("Cadence ended"),
+    "task_skipped": N_("Task skipped"),
+    "out_of_office": N_("Out of office"),
 }
 IMPORT_STATUS_LABELS: dict[str, str] = {
     ImportStatus.QUEUED: N_("Queued"),

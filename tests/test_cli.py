@@ -61,3 +61,17 @@ def test_enrich_load_and_forms_add(db: Engine, tmp_path: Path) -> None:
     assert json.loads(loaded.stdout)["companies"] == 1
     form = json.loads(leadflow("forms", "add", "官网表单", "--json").stdout)
     assert form["url"].startswith("/api/v1/forms/") and len(form["secret"]) == 64
+
+
+def test_cadences_install_list_and_run(db: Engine) -> None:
+    out = leadflow("cadences", "install", "7in7", "--grade", "A+", "--grade", "A", "--json")
+    assert out.returncode == 0, out.stderr
+    installed = json.loads(out.stdout)
+    assert installed["auto_enroll"] is True
+    listed = json.loads(leadflow("cadences", "list", "--json").stdout)["cadences"]
+    assert [c["steps"] for c in listed if c["id"] == installed["id"]] == [7]
+    assert listed[0]["conditions"]["grades"] == ["A+", "A"]
+    ran = json.loads(leadflow("cadences", "run", "--json").stdout)
+    assert ran["sent"] == 0 and ran["opened"] == 0
+    bad = leadflow("cadences", "install", "nope")
+    assert bad.returncode != 0 and "no preset" in bad.stderr

@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from leadflow import clock, terminal
+from leadflow.cadences.cli import cadences_app
 from leadflow.campaigns import service as campaigns_service
 from leadflow.campaigns.models import Channel
 from leadflow.campaigns.schemas import CampaignCreate
@@ -40,6 +41,7 @@ app.add_typer(enrich_app, name="enrich")
 app.add_typer(forms_app, name="forms")
 app.add_typer(scoring_app, name="scoring")
 app.add_typer(routing_app, name="routing")
+app.add_typer(cadences_app, name="cadences")
 
 console = terminal.console
 JsonOpt = terminal.JsonOpt

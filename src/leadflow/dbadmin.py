@@ -28,3 +28,14 @@ def upgrade(database_url: str | None = None, revision: str = "head") -> None:
 def downgrade(database_url: str | None = None, revision: str = "base") -> None:
     """Migrate down to ``revision``."""
     command.downgrade(alembic_config(database_url), revision)
+
+
+# Indexes on expressions (``rank DESC``) that autogenerate cannot compare: the migrations
+# write them by hand, and schema comparisons leave them out.
+HAND_WRITTEN_INDEXES = frozenset({"ix_task_queue"})
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool,
+                   compare_to: object) -> bool:
+    """Alembic's filter for autogenerate and schema comparisons (see HAND_WRITTEN_INDEXES)."""
+    return not (type_ == "index" and name in HAND_WRITTEN_INDEXES)

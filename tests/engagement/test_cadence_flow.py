@@ -262,3 +262,33 @@ def test_skipping_needs_a_reason_and_is_on_the_timeline(
     assert queue_service.next_task(session=session, user=rep, now=now) is None
     lead_row = session.get(Lead, lead.id)
     assert lead_row is not None and lead_row.owner_id == rep.id
+
+
+def test_a_lead_moves_ahead_in_its_best_hour_to_contact(
+        session: Session, now: datetime, floor: Floor) -> None:
+    # Two C leads for one rep; the second always opened emails around 15:00 Beijing time.
+    first, rep = routed(session, now, "C")
+    routed(session, now, "C")  # the other rep's
+    second, rep2 = routed(session, now, "C")
+    assert rep2.id == rep.id
+    for day in (1, 2):
+        session.add(Activity(lead_id=second.id, kind=ActivityKind.EMAIL_OPENED,
+                             occurred_at=now - timedelta(days=day, hours=-5), summary="open"))
+    session.flush()
+    session.execute(Task.__table__.update().where(Task.lead_id.in_((first.id, second.id)))
+                    .values(rank=2.0, bucket=4))
+    facts = cadences_service.lead_facts(session, [second.id])[second.id]
+    assert facts.best_hour == 15  # 02:00 UTC + 5 h = 15:00 in Shanghai
+    session.execute(Task.__table__.update().where(Task.lead_id == second.id)
+                    .values(best_hour=15, rank=1.5))
+    at_three = now + timedelta(hours=5)  # 15:00 local
+    assert jobs.move_best_hour_boost(session=session, now=at_three) == 1
+    card = queue_service.next_task(session=session, user=rep, now=at_three)
+    assert card is not None and card.lead_id == second.id
+    assert "best hour" in card.reason
+    queue_service.release(session=session, task_id=card.task_id, user=rep)
+    # An hour later the boost moves off again and grade order is back.
+    assert jobs.move_best_hour_boost(session=session, now=at_three + timedelta(hours=1)) == 1
+    card = queue_service.next_task(session=session, user=rep,
+                                   now=at_three + timedelta(hours=1))
+    assert card is not None and card.lead_id == first.id

@@ -41,6 +41,7 @@ from leadflow.cadences.service import (
     _step_task,
     calendar,
     lead_facts,
+    local_hour,
     resume,
 )
 from leadflow.db import bulk_insert, bulk_upsert, lock_for_writing, session_scope
@@ -93,7 +94,7 @@ def release_stale_claims(*, session: Session, now: datetime) -> int:
 def refresh_buckets(*, session: Session, now: datetime, limit: int = 10_000) -> int:
     """Tasks whose bucket expired (hot for 24 h, engaged for 1 h) take their plain place."""
     rows = session.execute(
-        select(Task.id, Task.lead_id, Task.due_at, Task.attempt_no, Task.kind)
+        select(Task.id, Task.lead_id, Task.due_at, Task.attempt_no, Task.kind, Task.best_hour)
         .where(Task.status == TaskStatus.OPEN.value, Task.bucket_until.is_not(None),
                Task.bucket_until <= now).limit(limit)).all()
     if not rows:
@@ -106,13 +107,29 @@ def refresh_buckets(*, session: Session, now: datetime, limit: int = 10_000) -> 
                               probability=f.probability if f else None,
                               touched=f.touched if f else True,
                               assigned_at=f.owned_at if f else None, due_at=r.due_at,
-                              now=now, attempts=r.attempt_no - 1)
+                              now=now, attempts=r.attempt_no - 1, best=r.best_hour,
+                              local_hour=local_hour(now))
         placements.append((r.id, p))
     bulk_upsert(session, Task.__table__, {  # type: ignore[arg-type]
         "id": [i for i, _ in placements], "bucket": [int(p.bucket) for _, p in placements],
         "rank": [p.rank for _, p in placements],
         "bucket_until": [p.until for _, p in placements]}, key="id", update_only=True)
     return len(placements)
+
+
+def move_best_hour_boost(*, session: Session, now: datetime) -> int:
+    """Once an hour: leads whose best hour to contact has come move ahead in buckets 3–4;
+    those whose hour has passed fall back. Returns the tasks changed."""
+    hour = local_hour(now)
+    pending = Task.status.in_((TaskStatus.OPEN.value, TaskStatus.SCHEDULED.value))
+    worked = Task.bucket >= int(queue_rules.Bucket.NEVER_CONTACTED)
+    off = session.execute(update(Task).where(
+        pending, worked, Task.best_hour.is_not(None), Task.best_hour != hour,
+        Task.rank >= queue_rules.BOOSTED).values(rank=Task.rank - queue_rules.BEST_HOUR_BOOST))
+    on = session.execute(update(Task).where(
+        pending, worked, Task.best_hour == hour,
+        Task.rank < queue_rules.BOOSTED).values(rank=Task.rank + queue_rules.BEST_HOUR_BOOST))
+    return int((off.rowcount or 0) + (on.rowcount or 0))  # type: ignore[attr-defined]
 
 
 def resume_paused(*, session: Session, now: datetime, limit: int = 1000) -> int:
@@ -304,6 +321,7 @@ def sweep(*, now: datetime) -> CadenceSweep:
         done.released = release_stale_claims(session=session, now=now)
     with session_scope() as session:
         done.rebucketed = refresh_buckets(session=session, now=now)
+        done.rebucketed += move_best_hour_boost(session=session, now=now)
     with session_scope() as session:
         done.opened = release_due(session=session, now=now)
     while True:

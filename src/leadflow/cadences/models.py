@@ -235,6 +235,10 @@ class Task(Base):
               sqlite_where=text("status = 'open' AND bucket_until IS NOT NULL"),
               postgresql_where=text("status = 'open' AND bucket_until IS NOT NULL")),
         Index("ix_task_lead_id_status", "lead_id", "status"),
+        Index("ix_task_best_hour", "best_hour",
+              sqlite_where=text("best_hour IS NOT NULL AND status IN ('open', 'scheduled')"),
+              postgresql_where=text(
+                  "best_hour IS NOT NULL AND status IN ('open', 'scheduled')")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -251,6 +255,8 @@ class Task(Base):
     bucket: Mapped[int] = mapped_column(default=4)
     rank: Mapped[float] = mapped_column(default=0.0)
     bucket_until: Mapped[datetime | None]
+    # The local hour the lead responds at most (see queue.rules.best_hour).
+    best_hour: Mapped[int | None]
     attempt_no: Mapped[int] = mapped_column(default=1)
     note: Mapped[str] = mapped_column(Text, default="")
     claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

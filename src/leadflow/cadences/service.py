@@ -10,12 +10,14 @@ overdue tasks behind.
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from leadflow.cadences import rules
@@ -198,18 +200,46 @@ class LeadFacts:
     probability: float | None
     touched: bool
     owned_at: datetime | None
+    best_hour: int | None = None
+
+
+# What says a lead is reachable at an hour: it engaged then, or answered the phone.
+_RESPONSIVE = (ActivityKind.EMAIL_OPENED.value, ActivityKind.EMAIL_CLICKED.value,
+               ActivityKind.WEB_VISIT.value, ActivityKind.CONTENT_READ.value,
+               ActivityKind.REPLIED.value, ActivityKind.MEETING_BOOKED.value)
 
 
 def lead_facts(session: Session, lead_ids: Sequence[int]) -> dict[int, LeadFacts]:
-    """Facts for many leads in one query."""
+    """Facts for many leads in two queries (the second finds each one's best hour)."""
     if not lead_ids:
         return {}
     rows = session.execute(
         select(Lead.id, Lead.owner_id, Lead.team_id, Lead.pool_id, Lead.product_interest,
                LeadScore.grade, LeadScore.probability, Lead.first_touch_at, Lead.owned_at)
         .outerjoin(LeadScore, LeadScore.lead_id == Lead.id).where(Lead.id.in_(lead_ids)))
-    return {r[0]: LeadFacts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] is not None, r[8])
-            for r in rows}
+    hours = _best_hours(session, lead_ids)
+    return {r[0]: LeadFacts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] is not None, r[8],
+                            hours.get(r[0])) for r in rows}
+
+
+def _best_hours(session: Session, lead_ids: Sequence[int]) -> dict[int, int]:
+    """Each lead's best local hour to contact, from its responses (see queue.rules)."""
+    zone = ZoneInfo(calendar().timezone)
+    connected = and_(Activity.kind == ActivityKind.CALL_LOGGED.value,
+                     Activity.detail["disposition"].as_string() == "connected")
+    by_lead: dict[int, list[int]] = defaultdict(list)
+    for lead_id, at in session.execute(
+            select(Activity.lead_id, Activity.occurred_at).where(
+                Activity.lead_id.in_(lead_ids),
+                or_(Activity.kind.in_(_RESPONSIVE), connected))):
+        by_lead[lead_id].append(at.astimezone(zone).hour)
+    found = {lead: queue_rules.best_hour(h) for lead, h in by_lead.items()}
+    return {lead: hour for lead, hour in found.items() if hour is not None}
+
+
+def local_hour(now: datetime) -> int:
+    """The hour of ``now`` on the organisation's clock."""
+    return now.astimezone(ZoneInfo(calendar().timezone)).hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +395,8 @@ def _task_row(*, lead_id: int, owner_id: int | None, enrollment_id: int | None,
         probability=facts.probability if facts else None,
         touched=facts.touched if facts else False,
         assigned_at=facts.owned_at if facts else None, due_at=due_at, now=now,
-        attempts=attempts, budget=budget, engaged=engaged)
+        attempts=attempts, budget=budget, engaged=engaged,
+        best=facts.best_hour if facts else None, local_hour=local_hour(now))
     # Manual tasks due now go straight into the queue; the rest wait for the worker.
     status = TaskStatus.OPEN if not automatic and due_at <= now else TaskStatus.SCHEDULED
     return {"lead_id": lead_id, "owner_id": owner_id, "enrollment_id": enrollment_id,
@@ -373,6 +404,7 @@ def _task_row(*, lead_id: int, owner_id: int | None, enrollment_id: int | None,
             "automatic": automatic, "status": status.value, "due_at": due_at,
             "window_end_at": window_end_at, "bucket": int(placement.bucket),
             "rank": placement.rank, "bucket_until": placement.until,
+            "best_hour": facts.best_hour if facts else None,
             "attempt_no": attempts + 1, "note": note, "claimed_by_id": None,
             "claimed_at": None, "done_at": None, "disposition": None, "skips": 0,
             "created_at": now}
@@ -476,13 +508,16 @@ def record_disposition(*, session: Session, task_id: int, user: User, data: Disp
     summary = f"{task.channel}: {outcome.why}" + (f" — {task.note}" if task.note else "")
     lead = session.get(Lead, task.lead_id)
     assert lead is not None
+    kind = TOUCH_OF_CHANNEL[Channel(task.channel)]
     if lead.owner_id == user.id:
-        routing_service.record_touch(session=session, lead_id=lead.id, user=user,
-                                     kind=TOUCH_OF_CHANNEL[Channel(task.channel)],
-                                     summary=summary, now=now)
+        touch = routing_service.record_touch(session=session, lead_id=lead.id, user=user,
+                                             kind=kind, summary=summary, now=now)
     else:
-        session.add(Activity(lead_id=lead.id, kind=TOUCH_OF_CHANNEL[Channel(task.channel)],
-                             occurred_at=now, actor_id=user.id, summary=summary))
+        touch = Activity(lead_id=lead.id, kind=kind, occurred_at=now, actor_id=user.id,
+                         summary=summary)
+        session.add(touch)
+    # The outcome stays on the touch: answered calls tell the lead's best hour to call.
+    touch.detail = {"disposition": data.disposition.value, "task_id": task.id}
     if enrollment is not None:
         enrollment.attempts += 1 if outcome.counts_attempt else 0
         if outcome.contacted and enrollment.contacted_at is None:

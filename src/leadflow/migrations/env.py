@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from leadflow.config import get_settings
 from leadflow.db import make_engine
+from leadflow.dbadmin import include_object
 from leadflow.models import Base
 
 config = context.config
@@ -23,6 +24,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -13,12 +13,19 @@ The order (best first):
 3. **Never contacted**, by grade and probability.
 4. **The rest**, by grade, probability and attempts left.
 
+Inside buckets 3 and 4 a lead whose best hour to contact (the local hour it most often
+opened, clicked, visited, replied or answered the phone) is the current hour moves ahead of
+the others: its rank carries ``BEST_HOUR_BOOST`` during that hour (the worker moves the boost
+every hour).
+
 The database index ``(owner_id, bucket, rank DESC, due_at)`` holds this order, so taking the
 next task is one indexed ``LIMIT 1 … FOR UPDATE SKIP LOCKED``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -28,6 +35,11 @@ HOT_GRADES = frozenset({"A+", "A"})
 HOT_WINDOW = timedelta(hours=24)
 ENGAGED_WINDOW = timedelta(hours=1)
 GRADE_WEIGHT = {"A+": 5.0, "A": 4.0, "B": 3.0, "C": 2.0, "D": 1.0}
+# Larger than any static rank (grade + probability + attempts ≤ 6.1), far below an epoch.
+BEST_HOUR_BOOST = 100.0
+BOOSTED = BEST_HOUR_BOOST / 2
+# Signals needed before a lead has a best hour of its own.
+MIN_HOUR_SIGNALS = 2
 # The brief's speed-to-lead curve: minutes of delay → chance of a live conversation.
 REACH_CURVE: tuple[tuple[float, float], ...] = (
     (5, 0.071), (15, 0.123), (30, 0.143), (60, 0.13), (1440, 0.054))
@@ -59,10 +71,21 @@ def static_rank(grade: str | None, probability: float | None, attempts: int = 0,
     return GRADE_WEIGHT.get(grade or "", 0.0) + (probability or 0.0) + 0.1 * left
 
 
+def best_hour(hours: Sequence[int]) -> int | None:
+    """The local hour a lead responds at most (earliest on a tie), from the hours of its
+    signals; ``None`` with fewer than ``MIN_HOUR_SIGNALS``."""
+    if len(hours) < MIN_HOUR_SIGNALS:
+        return None
+    counts = Counter(hours)
+    return min(counts, key=lambda h: (-counts[h], h))
+
+
 def place(*, callback: bool, grade: str | None, probability: float | None, touched: bool,
           assigned_at: datetime | None, due_at: datetime, now: datetime, attempts: int = 0,
-          budget: int = 6, engaged: bool = False) -> Placement:
-    """The bucket and rank of a task at ``now``."""
+          budget: int = 6, engaged: bool = False, best: int | None = None,
+          local_hour: int | None = None) -> Placement:
+    """The bucket and rank of a task at ``now`` (``local_hour``: the hour now, local time,
+    for the best-hour boost)."""
     if callback:
         return Placement(Bucket.CALLBACK, -due_at.timestamp())
     if (not touched and grade in HOT_GRADES and assigned_at is not None
@@ -71,6 +94,8 @@ def place(*, callback: bool, grade: str | None, probability: float | None, touch
     rank = static_rank(grade, probability, attempts, budget)
     if engaged:
         return Placement(Bucket.ENGAGED, rank, now + ENGAGED_WINDOW)
+    if best is not None and best == local_hour:
+        rank += BEST_HOUR_BOOST
     if not touched:
         return Placement(Bucket.NEVER_CONTACTED, rank)
     return Placement(Bucket.REST, rank)
@@ -95,9 +120,12 @@ def _age(minutes: float) -> str:
 
 
 def reason(*, bucket: int, grade: str | None, due_at: datetime, assigned_at: datetime | None,
-           attempts: int, budget: int, now: datetime, channel: str) -> str:
+           attempts: int, budget: int, now: datetime, channel: str,
+           best_hour_now: bool = False) -> str:
     """Why this task is next, in the words shown on the task card."""
     g = grade or "ungraded"
+    if best_hour_now and bucket >= Bucket.NEVER_CONTACTED:
+        return f"grade {g} lead, now is its best hour to reach"
     match bucket:
         case Bucket.CALLBACK:
             return f"call back requested for {due_at.isoformat(timespec='minutes')}"

@@ -159,6 +159,7 @@ def upgrade() -> None:
     sa.Column('bucket', sa.Integer(), nullable=False),
     sa.Column('rank', sa.Double(), nullable=False),
     sa.Column('bucket_until', leadflow.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('best_hour', sa.Integer(), nullable=True),
     sa.Column('attempt_no', sa.Integer(), nullable=False),
     sa.Column('note', sa.Text(), nullable=False),
     sa.Column('claimed_by_id', sa.Integer(), nullable=True),
@@ -180,6 +181,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_task_enrollment_id'), ['enrollment_id'], unique=False)
         batch_op.create_index('ix_task_lead_id_status', ['lead_id', 'status'], unique=False)
         batch_op.create_index('ix_task_scheduled', ['due_at'], unique=False, sqlite_where=sa.text("status = 'scheduled'"), postgresql_where=sa.text("status = 'scheduled'"))
+    op.create_index('ix_task_best_hour', 'task', ['best_hour'], unique=False, sqlite_where=sa.text("best_hour IS NOT NULL AND status IN ('open', 'scheduled')"), postgresql_where=sa.text("best_hour IS NOT NULL AND status IN ('open', 'scheduled')"))
     # Autogenerate skips expression indexes: the queue's index is written by hand.
     op.create_index('ix_task_queue', 'task', ['owner_id', 'bucket', sa.text('rank DESC'), 'due_at'], unique=False, sqlite_where=sa.text("status = 'open' AND NOT automatic"), postgresql_where=sa.text("status = 'open' AND NOT automatic"))
 
@@ -256,6 +258,7 @@ def downgrade() -> None:
 
     op.drop_table('message')
     op.drop_index('ix_task_queue', table_name='task')
+    op.drop_index('ix_task_best_hour', table_name='task')
     with op.batch_alter_table('task', schema=None) as batch_op:
         batch_op.drop_index('ix_task_scheduled', sqlite_where=sa.text("status = 'scheduled'"), postgresql_where=sa.text("status = 'scheduled'"))
         batch_op.drop_index('ix_task_lead_id_status')

@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python benchmarks/rescore_bench.py --engines sqlite,postgres --runs 3
 	$(BIN)/python benchmarks/model_bench.py
 	$(BIN)/python benchmarks/routing_bench.py --engines sqlite,postgres --runs 3
+	$(BIN)/python benchmarks/email_bench.py --engines postgres --runs 3
 
 clean:
 	rm -rf $(VENV) leadflow.db leadflow.db-* .leadflow-demo-done

@@ -250,6 +250,33 @@ def _row(item: Outgoing, recipient: _Recipient | None, sender: Mapping[str, str]
     }
 
 
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Insert outbox rows, skipping those whose idempotency key (or token) is already there;
+    returns (id, idempotency key) of the rows written.
+
+    PostgreSQL: one ``INSERT … SELECT FROM unnest(<one array per column>)``. Its text is
+    the same for any number of rows, so the driver keeps it parsed and prepared; a
+    multi-row ``VALUES`` with a placeholder per value is parsed again by psycopg on every
+    call, which cost a few tenths of a millisecond per row on the automatic-step path.
+    """
+    table = Message.__table__
+    if session.get_bind().dialect.name != "postgresql":
+        return [(i, key) for i, key in session.execute(
+            _insert(session, table).on_conflict_do_nothing()
+            .returning(table.c.id, table.c.idempotency_key), rows)]
+    names = list(rows[0])
+    dialect = session.get_bind().dialect
+    arrays = ", ".join(f"%s::{table.c[n].type.compile(dialect=dialect)}[]" for n in names)
+    columns = ", ".join(f'"{n}"' for n in names)
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute(f'INSERT INTO message ({columns}) SELECT * FROM unnest({arrays}) '
+                    "ON CONFLICT DO NOTHING RETURNING id, idempotency_key",
+                    [[row[n] for row in rows] for n in names])
+        return [(i, key) for i, key in cur.fetchall()]
+
+
 def _check_channel(channel: str) -> None:
     if channel not in MessageChannel.__members__.values():
         raise InvalidInput(f"{channel!r} is not a message channel "
@@ -288,12 +315,9 @@ def enqueue_many(*, session: Session, items: Sequence[Outgoing], now: datetime
     rows = [_row(item, recipients.get(item.lead_id),
                  senders.get(item.sender_id) if item.sender_id else None,
                  suppressed, policy, settings, now) for item in items]
-    table = Message.__table__
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start:start + _CHUNK]
-        inserted = session.execute(
-            _insert(session, table).on_conflict_do_nothing()
-            .returning(table.c.id, table.c.idempotency_key), chunk).all()
+        inserted = _insert_new(session, chunk)
         new_keys = {key for _, key in inserted}
         summary.ids.extend(i for i, _ in inserted)
         for row in chunk:

@@ -1,0 +1,33 @@
+"""The benchmarks run on tiny data (they are not timed here: tests assert behaviour only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_email_bench_runs_and_loses_nothing_after_a_kill(tmp_path: Path) -> None:
+    """Two workers, one killed with SIGKILL mid-run, 300 steps on SQLite: every step has
+    exactly one outbox row, every message is sent and reaches the SMTP server."""
+    env = {**os.environ, "LEADFLOW_BENCH_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "email_bench.py"), "--engines", "sqlite",
+         "--steps", "300", "--batch", "50", "--lease", "1", "--json"],
+        env=env, capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    sqlite = result["sqlite"]
+    checks = sqlite["runs"][0]["checks"]
+    assert checks["messages"] == 300
+    assert checks["steps_with_2plus_messages"] == 0 and checks["keys_with_2plus_rows"] == 0
+    assert checks["steps_without_message"] == 0
+    assert checks["tasks_not_done"] == 0 and checks["messages_not_sent"] == 0
+    assert checks["next_steps_scheduled"] == 300
+    assert checks["smtp_distinct_message_ids"] == 300
+    assert checks["smtp_missing"] == 0 and checks["smtp_unexpected"] == 0
+    assert sqlite["raw_runs"][0]["smtp_distinct_message_ids"] == 300
+    assert sqlite["emails_per_s"] > 0 and sqlite["raw_emails_per_s"] > 0

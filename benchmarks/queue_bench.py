@@ -56,7 +56,7 @@ SEED = 5
 BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/130.0 Safari/537.36")
 CLAIM_SQL = (
-    "SELECT id FROM task WHERE owner_id = %s AND status = 'open' AND NOT automatic "
+    "SELECT id FROM task WHERE owner_id = %s AND status = 'open' "
     "AND due_at <= now() ORDER BY bucket, rank DESC, due_at LIMIT 1 FOR UPDATE SKIP LOCKED")
 
 

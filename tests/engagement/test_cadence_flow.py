@@ -3,7 +3,7 @@ pauses, transfers, the attempt budget and automatic steps into the outbox."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -292,3 +292,22 @@ def test_a_lead_moves_ahead_in_its_best_hour_to_contact(
     card = queue_service.next_task(session=session, user=rep,
                                    now=at_three + timedelta(hours=1))
     assert card is not None and card.lead_id == first.id
+
+
+def test_a_lead_assigned_after_hours_is_called_at_once_not_next_morning(
+        session: Session, floor: Floor) -> None:
+    from leadflow import clock
+    from leadflow.routing.schemas import RepProfileIn
+
+    late = datetime(2026, 11, 26, 14, 30, tzinfo=UTC)  # 22:30 in Shanghai
+    for rep in floor.reps:  # a night shift: the reps work around the clock
+        routing_service.save_rep_profile(session=session, user_id=rep.id, now=late,
+                                         data=RepProfileIn(work_start_minute=None,
+                                                           work_end_minute=None))
+    clock.set_clock(lambda: late)
+    try:
+        lead, rep = routed(session, late, "A")
+        card = queue_service.next_task(session=session, user=rep, now=late)
+        assert card is not None and card.lead_id == lead.id
+    finally:
+        clock.set_clock(None)

@@ -34,6 +34,7 @@ from leadflow.cadences.models import (
     ExperimentArm,
     Task,
     TaskStatus,
+    task_status_is,
 )
 from leadflow.cadences.service import (
     LIVE,
@@ -73,7 +74,7 @@ class CadenceSweep:
 def release_due(*, session: Session, now: datetime, limit: int = 10_000) -> int:
     """Manual tasks whose due time came join their owner's queue."""
     ids = list(session.scalars(
-        select(Task.id).where(Task.status == TaskStatus.SCHEDULED.value,
+        select(Task.id).where(task_status_is(TaskStatus.SCHEDULED),
                               Task.automatic.is_(False), Task.due_at <= now)
         .order_by(Task.due_at).limit(limit).with_for_update(skip_locked=True)))
     if ids:
@@ -85,7 +86,7 @@ def release_due(*, session: Session, now: datetime, limit: int = 10_000) -> int:
 def release_stale_claims(*, session: Session, now: datetime) -> int:
     """Claims left on a rep's screen longer than the claim time go back to the queue."""
     result = session.execute(
-        update(Task).where(Task.status == TaskStatus.CLAIMED.value,
+        update(Task).where(task_status_is(TaskStatus.CLAIMED),
                            Task.claimed_at < now - CLAIM_TTL)
         .values(status=TaskStatus.OPEN.value, claimed_by_id=None, claimed_at=None))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -95,7 +96,7 @@ def refresh_buckets(*, session: Session, now: datetime, limit: int = 10_000) -> 
     """Tasks whose bucket expired (hot for 24 h, engaged for 1 h) take their plain place."""
     rows = session.execute(
         select(Task.id, Task.lead_id, Task.due_at, Task.attempt_no, Task.kind, Task.best_hour)
-        .where(Task.status == TaskStatus.OPEN.value, Task.bucket_until.is_not(None),
+        .where(task_status_is(TaskStatus.OPEN), Task.bucket_until.is_not(None),
                Task.bucket_until <= now).limit(limit)).all()
     if not rows:
         return 0
@@ -121,7 +122,7 @@ def move_best_hour_boost(*, session: Session, now: datetime) -> int:
     """Once an hour: leads whose best hour to contact has come move ahead in buckets 3–4;
     those whose hour has passed fall back. Returns the tasks changed."""
     hour = local_hour(now)
-    pending = Task.status.in_((TaskStatus.OPEN.value, TaskStatus.SCHEDULED.value))
+    pending = task_status_is(TaskStatus.OPEN, TaskStatus.SCHEDULED)
     worked = Task.bucket >= int(queue_rules.Bucket.NEVER_CONTACTED)
     off = session.execute(update(Task).where(
         pending, worked, Task.best_hour.is_not(None), Task.best_hour != hour,
@@ -169,7 +170,7 @@ def run_automatic(*, session: Session, now: datetime, limit: int = AUTOMATIC_BAT
     tasks = session.execute(
         select(Task.id, Task.lead_id, Task.enrollment_id, Task.step_id, Task.channel,
                Task.owner_id, Task.attempt_no)
-        .where(Task.status == TaskStatus.SCHEDULED.value, Task.automatic.is_(True),
+        .where(task_status_is(TaskStatus.SCHEDULED), Task.automatic.is_(True),
                Task.due_at <= now)
         .order_by(Task.due_at).limit(limit).with_for_update(skip_locked=True)).all()
     if not tasks:

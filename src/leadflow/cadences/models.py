@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import ColumnElement, ForeignKey, Index, String, Text, literal_column, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db import Base, JSONType
@@ -211,6 +211,16 @@ class Enrollment(Base):
     updated_at: Mapped[datetime]
 
 
+def task_status_is(*statuses: TaskStatus) -> ColumnElement[bool]:
+    """``task.status`` equal to (one of) ``statuses``, spelled as SQL literals.
+
+    The task table's partial indexes are keyed on status values; a prepared statement's
+    generic plan only uses them when it can see the value, not a bind parameter.
+    """
+    values: list[ColumnElement[Any]] = [literal_column(f"'{s.value}'") for s in statuses]
+    return Task.status == values[0] if len(values) == 1 else Task.status.in_(values)
+
+
 class Task(Base):
     """One thing to do for one lead at a time: the work queue's row.
 
@@ -221,10 +231,12 @@ class Task(Base):
 
     __tablename__ = "task"
     __table_args__ = (
-        # The queue: a rep's open manual tasks, best first.
+        # The queue: a rep's open tasks, best first. Only manual tasks are ever open
+        # (automatic ones go from scheduled to done), so the predicate is the status alone;
+        # queries spell the status as a literal so generic plans can use the index.
         Index("ix_task_queue", "owner_id", "bucket", text("rank DESC"), "due_at",
-              sqlite_where=text("status = 'open' AND NOT automatic"),
-              postgresql_where=text("status = 'open' AND NOT automatic")),
+              sqlite_where=text("status = 'open'"),
+              postgresql_where=text("status = 'open'")),
         # The worker: scheduled tasks to open or run, by due time.
         Index("ix_task_scheduled", "due_at",
               sqlite_where=text("status = 'scheduled'"),

@@ -61,14 +61,19 @@ def add_working_days(day: date, n: int, calendar: Calendar) -> date:
 
 
 def step_due(previous_at: datetime, previous_offset: int, step: StepTiming,
-             calendar: Calendar) -> tuple[datetime, datetime]:
+             calendar: Calendar, *, at_once: bool = False) -> tuple[datetime, datetime]:
     """When a step is due and when its window closes, counted from the previous step.
+
+    ``at_once``: a new lead's first touch on day 0 is due the moment it is assigned —
+    routing only gives leads to reps who are working, and speed-to-lead beats the window.
 
     Offsets are working days, so a cadence never lands a touch on a weekend or a public
     holiday, and a pause shifts the rest of the cadence instead of piling it up. On the same
     day the step is due at once if its window is open, at the window's start if it has not
     opened yet, and on the next working day if it has closed.
     """
+    if at_once and step.day_offset == 0:
+        return previous_at, previous_at + timedelta(minutes=step.window_end - step.window_start)
     zone = ZoneInfo(calendar.timezone)
     local = previous_at.astimezone(zone)
     gap = max(step.day_offset - previous_offset, 0)

@@ -359,7 +359,7 @@ def start_enrollments(*, session: Session, starts: Sequence[_Start],
         step = catalogue.steps[s.cadence_id][0]
         tasks.append(_step_task(step, enrollment_id, s.lead_id, s.owner_id, facts.get(s.lead_id),
                                 now, 0, catalogue.cadences[s.cadence_id].attempt_budget,
-                                0, now, cal))
+                                0, now, cal, at_once=not step.automatic))
     bulk_insert(session, Task.__table__, tasks)  # type: ignore[arg-type]
     names = {c.id: c.name for c in catalogue.cadences.values()}
     bulk_insert(session, Activity.__table__, [  # type: ignore[arg-type]
@@ -373,12 +373,13 @@ def start_enrollments(*, session: Session, starts: Sequence[_Start],
 
 def _step_task(step: CadenceStep, enrollment_id: int, lead_id: int, owner_id: int | None,
                facts: LeadFacts | None, previous_at: datetime, previous_offset: int,
-               budget: int, attempts: int, now: datetime, cal: rules.Calendar
-               ) -> dict[str, Any]:
+               budget: int, attempts: int, now: datetime, cal: rules.Calendar,
+               at_once: bool = False) -> dict[str, Any]:
     """The task row of ``step``, due by the cadence's timing."""
     due, window_end = rules.step_due(
         previous_at, previous_offset,
-        rules.StepTiming(step.day_offset, step.window_start, step.window_end), cal)
+        rules.StepTiming(step.day_offset, step.window_start, step.window_end), cal,
+        at_once=at_once)
     return _task_row(lead_id=lead_id, owner_id=owner_id, enrollment_id=enrollment_id,
                      step_id=step.id, kind=TaskKind.STEP, channel=step.channel,
                      automatic=step.automatic, due_at=due, window_end_at=window_end,

@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from leadflow.cadences.models import Cadence, CadenceStep, Channel, Enrollment, Task, TaskStatus
+from leadflow.cadences.models import (
+    Cadence,
+    CadenceStep,
+    Channel,
+    Enrollment,
+    Task,
+    TaskStatus,
+    task_status_is,
+)
 from leadflow.cadences.rules import dispositions_for
 from leadflow.db import lock_for_writing
 from leadflow.leads.models import Activity, Lead
@@ -65,7 +73,7 @@ class TaskCard:
 def held_task(*, session: Session, user: User, now: datetime) -> TaskCard | None:
     """The task the rep claimed and has not finished, if any (claims nothing)."""
     held = session.scalar(select(Task.id).where(Task.claimed_by_id == user.id,
-                                                Task.status == TaskStatus.CLAIMED.value)
+                                                task_status_is(TaskStatus.CLAIMED))
                           .order_by(Task.claimed_at).limit(1))
     return None if held is None else task_card(session=session, task_id=held, now=now)
 
@@ -79,8 +87,7 @@ def next_task(*, session: Session, user: User, now: datetime) -> TaskCard | None
     # One round trip: pick the best open task nobody holds and claim it.
     best = (
         select(Task.id)
-        .where(Task.owner_id == user.id, Task.status == TaskStatus.OPEN.value,
-               Task.automatic.is_(False), Task.due_at <= now)
+        .where(Task.owner_id == user.id, task_status_is(TaskStatus.OPEN), Task.due_at <= now)
         .order_by(Task.bucket, Task.rank.desc(), Task.due_at)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -98,7 +105,7 @@ def next_task(*, session: Session, user: User, now: datetime) -> TaskCard | None
 def release(*, session: Session, task_id: int, user: User) -> None:
     """Hand a claimed task back to the queue unchanged (the rep closes the card)."""
     session.execute(update(Task).where(Task.id == task_id, Task.claimed_by_id == user.id,
-                                       Task.status == TaskStatus.CLAIMED.value)
+                                       task_status_is(TaskStatus.CLAIMED))
                     .values(status=TaskStatus.OPEN.value, claimed_by_id=None,
                             claimed_at=None))
 

@@ -183,7 +183,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_task_scheduled', ['due_at'], unique=False, sqlite_where=sa.text("status = 'scheduled'"), postgresql_where=sa.text("status = 'scheduled'"))
     op.create_index('ix_task_best_hour', 'task', ['best_hour'], unique=False, sqlite_where=sa.text("best_hour IS NOT NULL AND status IN ('open', 'scheduled')"), postgresql_where=sa.text("best_hour IS NOT NULL AND status IN ('open', 'scheduled')"))
     # Autogenerate skips expression indexes: the queue's index is written by hand.
-    op.create_index('ix_task_queue', 'task', ['owner_id', 'bucket', sa.text('rank DESC'), 'due_at'], unique=False, sqlite_where=sa.text("status = 'open' AND NOT automatic"), postgresql_where=sa.text("status = 'open' AND NOT automatic"))
+    op.create_index('ix_task_queue', 'task', ['owner_id', 'bucket', sa.text('rank DESC'), 'due_at'], unique=False, sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
 
     op.create_table('message',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -7,8 +7,9 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Annotated, ParamSpec, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from leadflow.db import session_scope
 from leadflow.errors import NotAuthenticated, PermissionDenied
@@ -138,3 +139,21 @@ async def check_csrf(request: Request) -> None:
 
 CsrfChecked = Depends(check_csrf)
 
+# After the user in page signatures, so an expired login redirects before the token is checked.
+Csrf = Annotated[None, CsrfChecked]
+# A database id in a page path: out-of-range numbers are a 422, not a database error.
+DbId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+async def _form(request: Request) -> FormData:
+    """The parsed form (parsed once; the CSRF check reads the same one)."""
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(_form)]
+
+
+def form_text(form: FormData, name: str) -> str:
+    """A form field's text, stripped ("" when missing or a file)."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""

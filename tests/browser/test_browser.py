@@ -8,8 +8,6 @@ Screenshots land in ``tests/browser/screenshots/`` for a human look.
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from leadflow.users.models import Role, User
 
-CHROMIUM = Path("/usr/bin/chromium")
+from .conftest import CHROMIUM
+
 SHOTS = Path(__file__).parent / "screenshots"
 PASSWORD = "correct-horse-battery"
 
@@ -43,46 +41,6 @@ LEADS_CSV = (
     "王芳,12345,广州海风贸易有限公司,广州\n"
     "赵强,13700137000,深圳前海数据有限公司,深圳\n"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def app_url(engine: Engine) -> Iterator[str]:
-    """The app served by uvicorn on a free port, on the test database."""
-    import uvicorn
-
-    from leadflow.main import create_app
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def chromium_browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, with no network of its own beyond the app."""
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
 
 
 def test_import_review_and_switch_to_chinese(  # type: ignore[no-untyped-def]

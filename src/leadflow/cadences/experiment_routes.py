@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -29,7 +28,7 @@ from leadflow.cadences.experiment_schemas import (
     VerdictOut,
 )
 from leadflow.cadences.models import Cadence, CadenceStep, Experiment
-from leadflow.deps import CsrfChecked, SessionDep, require, require_page
+from leadflow.deps import Csrf, DbId, FormDep, SessionDep, form_text, require, require_page
 from leadflow.errors import InvalidInput
 from leadflow.users.models import User
 from leadflow.users.rules import Permission
@@ -42,9 +41,6 @@ ApiManager = Annotated[User, Depends(require(Permission.ROUTING_MANAGE))]
 ApiReader = Annotated[User, Depends(require(Permission.ROUTING_TEAM))]
 Manager = Annotated[User, Depends(require_page(Permission.ROUTING_MANAGE))]
 Reader = Annotated[User, Depends(require_page(Permission.ROUTING_TEAM))]
-# After the user in signatures, so an expired login redirects before the token is checked.
-Csrf = Annotated[None, CsrfChecked]
-DbId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 # The create form offers this many arm rows; blank rows after the first two are ignored.
 FORM_ARMS = "ABCD"
@@ -149,21 +145,8 @@ def stop(experiment_id: DbId, body: StopIn, session: SessionDep,
 # --------------------------------------------------------------------------- pages
 
 
-async def _form(request: Request) -> FormData:
-    """The parsed form (parsed once; the CSRF check reads the same one)."""
-    return await request.form()
-
-
-FormDep = Annotated[FormData, Depends(_form)]
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
 def _optional_id(form: FormData, name: str) -> int | None:
-    text = _text(form, name)
+    text = form_text(form, name)
     if not text:
         return None
     if not text.isascii() or not text.isdigit() or len(text) > 9:
@@ -175,7 +158,7 @@ def _experiment_in(form: FormData) -> ExperimentIn:
     """The create form as an ``ExperimentIn``: arm rows A and B always, C and D when filled."""
     arms: list[dict[str, Any]] = []
     for i, key in enumerate(FORM_ARMS):
-        fields = {f: _text(form, f"arm_{key}_{f}")
+        fields = {f: form_text(form, f"arm_{key}_{f}")
                   for f in ("label", "cadence_id", "subject", "body", "weight")}
         if i >= 2 and not any(fields.values()):
             continue
@@ -185,8 +168,8 @@ def _experiment_in(form: FormData) -> ExperimentIn:
                      "weight": fields["weight"] or 1.0})
     try:
         return ExperimentIn.model_validate({
-            "name": _text(form, "name"), "cadence_id": _optional_id(form, "cadence_id"),
-            "step_id": _optional_id(form, "step_id"), "metric": _text(form, "metric"),
+            "name": form_text(form, "name"), "cadence_id": _optional_id(form, "cadence_id"),
+            "step_id": _optional_id(form, "step_id"), "metric": form_text(form, "metric"),
             "arms": arms,
         })
     except ValidationError as exc:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -34,7 +33,7 @@ from leadflow.cadences.models import (
 )
 from leadflow.cadences.presets import PRESETS
 from leadflow.cadences.schemas import CadenceIn
-from leadflow.deps import CsrfChecked, PageUser, SessionDep, require_page
+from leadflow.deps import Csrf, DbId, FormDep, PageUser, SessionDep, form_text, require_page
 from leadflow.errors import InvalidInput, NotFound, PermissionDenied
 from leadflow.leads import service as leads_service
 from leadflow.leads.models import Lead
@@ -48,9 +47,6 @@ from leadflow.web.render import N_, flash, render
 router = APIRouter(include_in_schema=False)
 
 Editor = Annotated[User, Depends(require_page(Permission.CADENCES_MANAGE))]
-# After the user in signatures, so an expired login redirects before the token is checked.
-Csrf = Annotated[None, CsrfChecked]
-DbId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 CHANNEL_LABELS: dict[str, str] = {
     Channel.CALL: N_("Call"), Channel.EMAIL: N_("Email"), Channel.SMS: N_("SMS"),
@@ -163,19 +159,6 @@ def _cadence(cadence_id: DbId, session: SessionDep) -> Cadence:
 CadenceDep = Annotated[Cadence, Depends(_cadence)]
 
 
-async def _form(request: Request) -> FormData:
-    """The parsed form (parsed once; the CSRF check reads the same one)."""
-    return await request.form()
-
-
-FormDep = Annotated[FormData, Depends(_form)]
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
 # --------------------------------------------------------------------------- the list
 
 
@@ -241,7 +224,7 @@ def preset_install(key: str, request: Request, session: SessionDep, user: Editor
     try:
         cadence = cadences_service.install_preset(
             session=session, key=key, actor_id=user.id, now=clock.now(),
-            name=_text(form, "name") or None)
+            name=form_text(form, "name") or None)
     except InvalidInput:
         flash(request, N_("A cadence with this name exists already: give the copy another "
                           "name."), "error")
@@ -306,20 +289,20 @@ def _blank(purpose: Purpose) -> dict[str, Any]:
 def _values_from(form: FormData) -> dict[str, Any]:
     """The editor as submitted, kept as typed so a refusal shows it again unchanged."""
     indices = sorted({int(m[1]) for key in form if (m := _STEP_KEY.fullmatch(key))})
-    steps = [{name: _text(form, f"steps-{i}-{name}") for name in _STEP_FIELDS}
+    steps = [{name: form_text(form, f"steps-{i}-{name}") for name in _STEP_FIELDS}
              | {"automatic": form.get(f"steps-{i}-automatic") == "on"} for i in indices]
     return {
-        "name": _text(form, "name"), "purpose": _text(form, "purpose") or Purpose.SALES,
-        "description": _text(form, "description"), "is_active": form.get("is_active") == "on",
+        "name": form_text(form, "name"), "purpose": form_text(form, "purpose") or Purpose.SALES,
+        "description": form_text(form, "description"), "is_active": form.get("is_active") == "on",
         "auto_enroll": form.get("auto_enroll") == "on",
         "grades": [g for g in form.getlist("grades") if isinstance(g, str)],
         "team_ids": [t for t in form.getlist("team_ids") if isinstance(t, str)],
-        "product_lines": _text(form, "product_lines"), "priority": _text(form, "priority"),
-        "attempt_budget": _text(form, "attempt_budget"),
+        "product_lines": form_text(form, "product_lines"), "priority": form_text(form, "priority"),
+        "attempt_budget": form_text(form, "attempt_budget"),
         "exit_on": [e for e in form.getlist("exit_on") if isinstance(e, str)],
-        "out_of_office_days": _text(form, "out_of_office_days"),
-        "pool_id": _text(form, "pool_id"), "maturity": _text(form, "maturity"),
-        "topic": _text(form, "topic"), "steps": steps,
+        "out_of_office_days": form_text(form, "out_of_office_days"),
+        "pool_id": form_text(form, "pool_id"), "maturity": form_text(form, "maturity"),
+        "topic": form_text(form, "topic"), "steps": steps,
     }
 
 
@@ -494,7 +477,7 @@ def lead_enroll(lead_id: DbId, request: Request, session: SessionDep, user: Page
                 _csrf: Csrf, form: FormDep) -> RedirectResponse:
     """Put the lead in a cadence by hand (ending the one it is in)."""
     lead = leads_service.get_lead(session=session, user=user, lead_id=lead_id)
-    text = _text(form, "cadence_id")
+    text = form_text(form, "cadence_id")
     if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**31):
         raise InvalidInput(N_("Choose a cadence."), field="cadence_id")
     cadences_service.enroll(session=session, lead_id=lead.id, cadence_id=int(text), user=user,

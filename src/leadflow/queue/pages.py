@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -25,7 +24,7 @@ from leadflow.cadences import service as cadences_service
 from leadflow.cadences.models import Channel, Task, TaskKind
 from leadflow.cadences.rules import Disposition
 from leadflow.cadences.schemas import DispositionIn, SkipIn
-from leadflow.deps import CsrfChecked, SessionDep, require_page
+from leadflow.deps import Csrf, DbId, FormDep, SessionDep, form_text, require_page
 from leadflow.errors import InvalidInput, NotFound
 from leadflow.leads import pages as leads_pages
 from leadflow.messaging import rules as messaging_rules
@@ -47,9 +46,6 @@ from leadflow.web.render import (
 router = APIRouter(include_in_schema=False)
 
 Worker = Annotated[User, Depends(require_page(Permission.LEADS_WORK))]
-# After the user in signatures, so an expired login redirects before the token is checked.
-Csrf = Annotated[None, CsrfChecked]
-DbId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 # More due tasks than this and the workspace offers a catch-up plan (a day's work today,
 # the rest spread over the coming working days).
@@ -100,19 +96,6 @@ def _own_task(task_id: DbId, session: SessionDep, user: Worker) -> Task:
 
 
 OwnTask = Annotated[Task, Depends(_own_task)]
-
-
-async def _form(request: Request) -> FormData:
-    """The parsed form (parsed once; the CSRF check reads the same one)."""
-    return await request.form()
-
-
-FormDep = Annotated[FormData, Depends(_form)]
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
 
 
 # --------------------------------------------------------------------------- the card
@@ -256,7 +239,7 @@ def _callback_at(text: str, user: User) -> datetime | None:
 
 
 def _mode(form: FormData) -> str:
-    return "list" if _text(form, "mode") == "list" else "queue"
+    return "list" if form_text(form, "mode") == "list" else "queue"
 
 
 @router.post("/work/tasks/{task_id}/disposition", response_model=None)
@@ -265,8 +248,8 @@ def work_disposition(request: Request, session: SessionDep, user: Worker, _csrf:
     """Record what happened; the cadence moves on and the next task comes up."""
     now = clock.now()
     mode = _mode(form)
-    values = {"note": _text(form, "note"), "callback_at": _text(form, "callback_at"),
-              "disposition": _text(form, "disposition")}
+    values = {"note": form_text(form, "note"), "callback_at": form_text(form, "callback_at"),
+              "disposition": form_text(form, "disposition")}
     try:
         if values["disposition"] not in set(Disposition):
             raise InvalidInput(N_("Choose what happened."), field="disposition")
@@ -299,7 +282,7 @@ def work_skip(request: Request, session: SessionDep, user: Worker, _csrf: Csrf,
     """Skip the task for an hour; the reason is required and goes on the lead's timeline."""
     now = clock.now()
     mode = _mode(form)
-    values = {"reason": _text(form, "reason"), "note": _text(form, "note")}
+    values = {"reason": form_text(form, "reason"), "note": form_text(form, "note")}
     try:
         data = SkipIn(reason=values["reason"])
     except ValidationError:

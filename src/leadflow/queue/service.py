@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from leadflow.cadences.models import (
     Cadence,
@@ -113,9 +113,19 @@ def release(*, session: Session, task_id: int, user: User) -> None:
 def task_card(*, session: Session, task_id: int, now: datetime,
               history: int = 8) -> TaskCard:
     """The task with its lead, script, template and recent history."""
-    row = session.execute(
-        select(Task, Lead, LeadScore.grade, LeadScore.probability, CadenceStep, Enrollment,
-               Cadence.name)
+    # Columns, not entities: the card needs a few of the lead's forty, and Next is hot.
+    every_step = aliased(CadenceStep)
+    steps_in_cadence = (select(func.max(every_step.position))
+                        .where(every_step.cadence_id == Enrollment.cadence_id)
+                        .correlate(Enrollment).scalar_subquery())
+    c = session.execute(
+        select(Task.id, Task.channel, Task.kind, Task.due_at, Task.bucket, Task.rank,
+               Task.note, Lead.id.label("lead_id"), Lead.name, Lead.company, Lead.title,
+               Lead.phone, Lead.email, Lead.wechat_id, Lead.owned_at, LeadScore.grade,
+               LeadScore.probability, CadenceStep.position, CadenceStep.subject,
+               CadenceStep.body, CadenceStep.script, Enrollment.attempt_budget,
+               Enrollment.attempts, Cadence.name.label("cadence"),
+               steps_in_cadence.label("steps"))
         .join(Lead, Lead.id == Task.lead_id)
         .outerjoin(LeadScore, LeadScore.lead_id == Task.lead_id)
         .outerjoin(CadenceStep, CadenceStep.id == Task.step_id)
@@ -123,31 +133,26 @@ def task_card(*, session: Session, task_id: int, now: datetime,
         .outerjoin(Cadence, Cadence.id == Enrollment.cadence_id)
         .where(Task.id == task_id)
     ).one()
-    task, lead, grade, probability, step, enrollment, cadence_name = row
-    steps = (session.scalar(select(CadenceStep.position).where(
-        CadenceStep.cadence_id == enrollment.cadence_id).order_by(
-        CadenceStep.position.desc()).limit(1)) if enrollment else None)
     recent = session.execute(
         select(Activity.kind, Activity.occurred_at, Activity.summary, Activity.channel)
-        .where(Activity.lead_id == lead.id).order_by(Activity.occurred_at.desc(),
-                                                      Activity.id.desc()).limit(history))
-    budget = enrollment.attempt_budget if enrollment else 6
-    attempts = enrollment.attempts if enrollment else 0
+        .where(Activity.lead_id == c.lead_id).order_by(Activity.occurred_at.desc(),
+                                                        Activity.id.desc()).limit(history))
+    budget = c.attempt_budget if c.attempt_budget is not None else 6
+    attempts = c.attempts or 0
     return TaskCard(
-        task_id=task.id, lead_id=lead.id, lead_name=lead.name, company=lead.company,
-        title=lead.title, phone=lead.phone, email=lead.email, wechat_id=lead.wechat_id,
-        grade=grade, probability=probability, channel=task.channel, kind=task.kind,
-        due_at=task.due_at, bucket=task.bucket,
-        reason=rules.reason(bucket=task.bucket, grade=grade, due_at=task.due_at,
-                            assigned_at=lead.owned_at, attempts=attempts, budget=budget,
-                            now=now, channel=task.channel,
-                            best_hour_now=task.rank >= rules.BOOSTED),
-        attempt=attempts + 1, attempt_budget=budget, cadence=cadence_name,
-        step=step.position if step else None, steps=steps,
-        subject=step.subject if step else "", body=step.body if step else "",
-        script=step.script if step else "", note=task.note,
-        dispositions=tuple(d.value for d in dispositions_for(Channel(task.channel))),
-        history=[{"kind": k, "at": at, "summary": s, "channel": c} for k, at, s, c in recent],
+        task_id=c.id, lead_id=c.lead_id, lead_name=c.name, company=c.company,
+        title=c.title, phone=c.phone, email=c.email, wechat_id=c.wechat_id,
+        grade=c.grade, probability=c.probability, channel=c.channel, kind=c.kind,
+        due_at=c.due_at, bucket=c.bucket,
+        reason=rules.reason(bucket=c.bucket, grade=c.grade, due_at=c.due_at,
+                            assigned_at=c.owned_at, attempts=attempts, budget=budget,
+                            now=now, channel=c.channel,
+                            best_hour_now=c.rank >= rules.BOOSTED),
+        attempt=attempts + 1, attempt_budget=budget, cadence=c.cadence,
+        step=c.position, steps=c.steps, subject=c.subject or "", body=c.body or "",
+        script=c.script or "", note=c.note,
+        dispositions=tuple(d.value for d in dispositions_for(Channel(c.channel))),
+        history=[{"kind": k, "at": at, "summary": s, "channel": ch} for k, at, s, ch in recent],
     )
 
 

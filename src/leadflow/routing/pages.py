@@ -12,14 +12,13 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
-from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from leadflow import clock
-from leadflow.deps import CsrfChecked, PageUser, SessionDep, require_page
+from leadflow.deps import Csrf, DbId, FormDep, PageUser, SessionDep, form_text, require_page
 from leadflow.errors import InvalidInput, NotFound, PermissionDenied
 from leadflow.leads import service as leads_service
 from leadflow.leads.models import TOUCH_KINDS, ActivityKind
@@ -52,9 +51,6 @@ router = APIRouter(include_in_schema=False)
 Manager = Annotated[User, Depends(require_page(Permission.ROUTING_MANAGE))]
 TeamLead = Annotated[User, Depends(require_page(Permission.ROUTING_TEAM))]
 Worker = Annotated[User, Depends(require_page(Permission.LEADS_WORK))]
-# After the user in signatures, so an expired login redirects before the token is checked.
-Csrf = Annotated[None, CsrfChecked]
-DbId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 M = TypeVar("M", bound=BaseModel)
 
 PER_PAGE = 50
@@ -177,22 +173,9 @@ def _works_leads(user: User) -> bool:
             and not has_permission(user.role, Permission.ROUTING_MANAGE))
 
 
-async def _form(request: Request) -> FormData:
-    """The parsed form (parsed once; the CSRF check reads the same one)."""
-    return await request.form()
-
-
-FormDep = Annotated[FormData, Depends(_form)]
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
 def _whole(form: FormData, name: str) -> int | None:
     """A whole number typed in a form (blank: None)."""
-    text = _text(form, name)
+    text = form_text(form, name)
     if not text:
         return None
     if not text.isascii() or not text.isdigit() or len(text) > 9:
@@ -202,7 +185,7 @@ def _whole(form: FormData, name: str) -> int | None:
 
 def _number(form: FormData, name: str) -> float | None:
     """A decimal number typed in a form (blank: None)."""
-    text = _text(form, name)
+    text = form_text(form, name)
     if not text:
         return None
     try:
@@ -213,7 +196,7 @@ def _number(form: FormData, name: str) -> float | None:
 
 def _minute(form: FormData, name: str) -> int | None:
     """A time of day as HH:MM, in minutes after midnight (blank: None)."""
-    text = _text(form, name)
+    text = form_text(form, name)
     if not text:
         return None
     match = _HHMM.fullmatch(text)
@@ -223,7 +206,7 @@ def _minute(form: FormData, name: str) -> int | None:
 
 
 def _day(form: FormData, name: str) -> date | None:
-    text = _text(form, name)
+    text = form_text(form, name)
     if not text:
         return None
     try:
@@ -234,7 +217,7 @@ def _day(form: FormData, name: str) -> date | None:
 
 def _split(form: FormData, name: str) -> list[str]:
     """Comma-separated words (Chinese commas too)."""
-    return [part.strip() for part in _SPLIT.split(_text(form, name)) if part.strip()]
+    return [part.strip() for part in _SPLIT.split(form_text(form, name)) if part.strip()]
 
 
 def _per_grade(form: FormData, prefix: str) -> dict[str, int]:
@@ -258,7 +241,7 @@ def _valid(model: type[M], data: dict[str, Any]) -> M:
 
 
 def _id(form: FormData, name: str) -> int | None:
-    text = _text(form, name)
+    text = form_text(form, name)
     return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 2**31 else None
 
 
@@ -272,7 +255,7 @@ def _back(request: Request, default: str) -> RedirectResponse:
 def _rule_in(form: FormData) -> RuleIn:
     """The rule form: grades and segments as checkboxes, the rest as comma lists, and one
     target (``team:ID`` or ``pool:ID``)."""
-    kind, _, ref = _text(form, "target").partition(":")
+    kind, _, ref = form_text(form, "target").partition(":")
     target = int(ref) if ref.isascii() and ref.isdigit() else None
     percent = _number(form, "min_probability")
     conditions: dict[str, Any] = {
@@ -281,7 +264,7 @@ def _rule_in(form: FormData) -> RuleIn:
         **{name: _split(form, name) for name in LIST_CONDITIONS},
     }
     return _valid(RuleIn, {
-        "name": _text(form, "name"), "conditions": conditions,
+        "name": form_text(form, "name"), "conditions": conditions,
         "team_id": target if kind == "team" else None,
         "pool_id": target if kind == "pool" else None,
         "is_active": form.get("is_active") == "on",
@@ -373,7 +356,7 @@ def rule_toggle(rule_id: DbId, request: Request, session: SessionDep, user: Mana
 def rule_move(rule_id: DbId, request: Request, session: SessionDep, user: Manager,
               _csrf: Csrf, form: FormDep) -> RedirectResponse:
     """Move a rule one place up or down."""
-    offset = -1 if _text(form, "direction") == "up" else 1
+    offset = -1 if form_text(form, "direction") == "up" else 1
     routing_service.move_rule(session=session, rule_id=rule_id, offset=offset, now=clock.now())
     return RedirectResponse("/routing/rules", status_code=303)
 
@@ -406,10 +389,10 @@ def team_policy_save(team_id: DbId, request: Request, session: SessionDep, user:
                      _csrf: Csrf, form: FormDep) -> RedirectResponse:
     """Set how a team routes."""
     data = _valid(TeamPolicyIn, {
-        "strategy": _text(form, "strategy") or Strategy.ROUND_ROBIN,
+        "strategy": form_text(form, "strategy") or Strategy.ROUND_ROBIN,
         "capacity": _per_grade(form, "capacity"), "sla_minutes": _per_grade(form, "sla"),
         "pool_id": _id(form, "pool_id"),
-        "away_policy": _text(form, "away_policy") or AwayPolicy.REASSIGN_HOT,
+        "away_policy": form_text(form, "away_policy") or AwayPolicy.REASSIGN_HOT,
     })
     routing_service.save_team_policy(session=session, team_id=team_id, data=data,
                                      now=clock.now())
@@ -442,7 +425,7 @@ def rep_profile_save(request: Request, session: SessionDep, user: TeamLead, rep:
                      _csrf: Csrf, form: FormDep) -> RedirectResponse:
     """Set a rep's capacity, weight, skills, hours and presence."""
     data = _valid(RepProfileIn, {
-        "presence": _text(form, "presence") or Presence.AVAILABLE,
+        "presence": form_text(form, "presence") or Presence.AVAILABLE,
         "capacity": _per_grade(form, "capacity"),
         "max_open_leads": _whole(form, "max_open_leads"),
         "weight": 1.0 if (w := _number(form, "weight")) is None else w,
@@ -458,7 +441,7 @@ def rep_profile_save(request: Request, session: SessionDep, user: TeamLead, rep:
 
 
 def _calendar(form: FormData) -> str | None:
-    code = _text(form, "holiday_calendar")
+    code = form_text(form, "holiday_calendar")
     if code not in CALENDARS:
         raise InvalidInput(N_("Choose a holiday calendar from the list."),
                            field="holiday_calendar")
@@ -477,7 +460,7 @@ def rep_absence_add(request: Request, session: SessionDep, user: TeamLead, rep: 
     data = _valid(AbsenceIn, {
         "starts_at": datetime.combine(first, time(0), zone).astimezone(UTC),
         "ends_at": datetime.combine(last + timedelta(days=1), time(0), zone).astimezone(UTC),
-        "reason": _text(form, "reason"),
+        "reason": form_text(form, "reason"),
     })
     routing_service.add_absence(session=session, user_id=rep.id, data=data)
     flash(request, N_("The absence was booked; routing skips the rep while it lasts."))
@@ -517,7 +500,7 @@ def lead_reroute(lead_id: DbId, request: Request, session: SessionDep, user: Tea
 def _pool_in(form: FormData) -> PoolIn:
     numbers = ("claim_daily_cap", "holding_cap", "protection_days", "extension_days",
                "max_protection_days", "warn_days", "reclaim_cooldown_days")
-    data: dict[str, Any] = {"name": _text(form, "name"), "kind": _text(form, "kind"),
+    data: dict[str, Any] = {"name": form_text(form, "name"), "kind": form_text(form, "kind"),
                             "team_id": _id(form, "team_id")}
     data.update({name: n for name in numbers if (n := _whole(form, name)) is not None})
     return _valid(PoolIn, data)
@@ -647,7 +630,7 @@ def notices_read(request: Request, session: SessionDep, user: PageUser,
 def presence_set(request: Request, session: SessionDep, user: Worker, _csrf: Csrf,
                  form: FormDep) -> RedirectResponse:
     """A rep switches to available, away or offline."""
-    value = _text(form, "presence")
+    value = form_text(form, "presence")
     if value not in set(Presence):
         raise InvalidInput(N_("Choose available, away or offline."), field="presence")
     routing_service.set_presence(session=session, user=user, presence=Presence(value),
@@ -665,7 +648,7 @@ def lead_reject(lead_id: DbId, request: Request, session: SessionDep, user: Work
     """The owner rejects a lead that does not fit: it goes to triage."""
     lead = leads_service.get_lead(session=session, user=user, lead_id=lead_id)
     routing_service.reject_lead(session=session, lead_id=lead.id, user=user,
-                                reason=_text(form, "reason"), now=clock.now())
+                                reason=form_text(form, "reason"), now=clock.now())
     flash(request, N_("The lead went to triage with your reason."))
     return RedirectResponse("/leads", status_code=303)
 
@@ -676,7 +659,7 @@ def lead_return(lead_id: DbId, request: Request, session: SessionDep, user: Work
     """The owner returns a lead that is not ready: it goes to nurture."""
     lead = leads_service.get_lead(session=session, user=user, lead_id=lead_id)
     routing_service.return_lead(session=session, lead_id=lead.id, user=user,
-                                reason=_text(form, "reason"),
+                                reason=form_text(form, "reason"),
                                 follow_up_on=_day(form, "follow_up_on"), now=clock.now())
     flash(request, N_("The lead went back to nurture."))
     return RedirectResponse("/leads", status_code=303)
@@ -687,11 +670,11 @@ def lead_touch(lead_id: DbId, request: Request, session: SessionDep, user: Worke
                _csrf: Csrf, form: FormDep) -> RedirectResponse:
     """Log a call, email, message or meeting: the first one stops the SLA clock."""
     lead = leads_service.get_lead(session=session, user=user, lead_id=lead_id)
-    kind = _text(form, "kind")
+    kind = form_text(form, "kind")
     if kind not in {str(k) for k in TOUCH_KINDS}:
         raise InvalidInput(N_("Choose call, email, message or meeting."), field="kind")
     routing_service.record_touch(session=session, lead_id=lead.id, user=user,
-                                 kind=ActivityKind(kind), summary=_text(form, "summary"),
+                                 kind=ActivityKind(kind), summary=form_text(form, "summary"),
                                  now=clock.now())
     flash(request, N_("The touch was logged."))
     return RedirectResponse(f"/leads/{lead.id}#ownership", status_code=303)
@@ -708,7 +691,7 @@ def lead_transfer(lead_id: DbId, request: Request, session: SessionDep, user: Te
     _check_team(user, target.team_id)
     moved = routing_service.transfer_leads(session=session, lead_ids=[lead.id],
                                            to_user_id=target.id, actor=user,
-                                           reason=_text(form, "reason"), now=clock.now())
+                                           reason=form_text(form, "reason"), now=clock.now())
     flash(request, N_("The lead was transferred.") if moved
           else N_("Nothing to transfer: the rep owns the lead already, or it is closed."))
     return RedirectResponse(f"/leads/{lead.id}", status_code=303)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from leadflow.cadences.models import (
@@ -80,11 +80,15 @@ def held_task(*, session: Session, user: User, now: datetime) -> TaskCard | None
 
 def next_task(*, session: Session, user: User, now: datetime) -> TaskCard | None:
     """Claim the rep's next best task (or return the one already claimed)."""
+    if session.get_bind().dialect.name == "postgresql":
+        task_id = session.scalar(_HELD_OR_CLAIM, {"user": user.id, "now": now})
+        return None if task_id is None else task_card(session=session, task_id=task_id,
+                                                      now=now)
     held = held_task(session=session, user=user, now=now)
     if held is not None:
         return held
     lock_for_writing(session)
-    # One round trip: pick the best open task nobody holds and claim it.
+    # One statement: pick the best open task nobody holds and claim it.
     best = (
         select(Task.id)
         .where(Task.owner_id == user.id, task_status_is(TaskStatus.OPEN), Task.due_at <= now)
@@ -100,6 +104,28 @@ def next_task(*, session: Session, user: User, now: datetime) -> TaskCard | None
     if task_id is None:
         return None
     return task_card(session=session, task_id=task_id, now=now)
+
+
+# PostgreSQL, one round trip (Next is the hottest path): the task the rep already holds,
+# else the best open one nobody has locked, claimed. ``pick`` looks only when nothing is
+# held, so a held task never locks another row. Same order as the queue's partial index.
+_HELD_OR_CLAIM = text("""
+WITH held AS (
+    SELECT id FROM task WHERE claimed_by_id = :user AND status = 'claimed'
+    ORDER BY claimed_at LIMIT 1
+), pick AS (
+    SELECT id FROM task
+    WHERE owner_id = :user AND status = 'open' AND due_at <= :now
+      AND NOT EXISTS (SELECT 1 FROM held)
+    ORDER BY bucket, rank DESC, due_at LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE task SET status = 'claimed', claimed_by_id = :user, claimed_at = :now
+    FROM pick WHERE task.id = pick.id
+    RETURNING task.id
+)
+SELECT id FROM held UNION ALL SELECT id FROM taken
+""")
 
 
 def release(*, session: Session, task_id: int, user: User) -> None:

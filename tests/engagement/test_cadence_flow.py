@@ -3,6 +3,7 @@ pauses, transfers, the attempt budget and automatic steps into the outbox."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from leadflow.cadences.models import (
     Enrollment,
     EnrollmentStatus,
     ExitReason,
+    ExperimentArm,
     Task,
     TaskKind,
     TaskStatus,
@@ -311,3 +313,28 @@ def test_a_lead_assigned_after_hours_is_called_at_once_not_next_morning(
         assert card is not None and card.lead_id == lead.id
     finally:
         clock.set_clock(None)
+
+
+def test_an_ab_test_randomises_enrollment_and_shows_the_variant_on_the_card(
+        session: Session, now: datetime, floor: Floor) -> None:
+    from leadflow.cadences import experiments
+    from leadflow.cadences.experiment_schemas import ArmIn
+
+    first_step = cadences_service.steps_of(session=session, cadence_id=floor.hot.id)[0]
+    experiment = experiments.create_experiment(
+        session=session, name="opening line", cadence_id=floor.hot.id, step_id=first_step.id,
+        metric="contacted", actor_id=None, now=now,
+        arms=[ArmIn(key="A"), ArmIn(key="B", body="B script: ask about their launch")])
+    arm_b = session.scalar(select(ExperimentArm.id).where(
+        ExperimentArm.experiment_id == experiment.id, ExperimentArm.key == "B"))
+    arms: Counter[int] = Counter()
+    for _ in range(40):
+        lead, rep = routed(session, now, "A")
+        e = live(session, lead.id)
+        assert e.experiment_id == experiment.id and e.arm_id is not None
+        arms[e.arm_id] += 1
+        card = queue_service.next_task(session=session, user=rep, now=now)
+        assert card is not None and card.lead_id == lead.id
+        assert ("ask about their launch" in card.body) == (e.arm_id == arm_b)
+        dispose(session, card.task_id, rep, Disposition.CONNECTED, now)
+    assert len(arms) == 2 and min(arms.values()) >= 8  # both arms get leads (p ≈ 1e-5)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from leadflow.cadences.models import (
@@ -23,6 +23,8 @@ from leadflow.cadences.models import (
     CadenceStep,
     Channel,
     Enrollment,
+    Experiment,
+    ExperimentArm,
     Task,
     TaskStatus,
     task_status_is,
@@ -151,14 +153,22 @@ def task_card(*, session: Session, task_id: int, now: datetime,
                LeadScore.probability, CadenceStep.position, CadenceStep.subject,
                CadenceStep.body, CadenceStep.script, Enrollment.attempt_budget,
                Enrollment.attempts, Cadence.name.label("cadence"),
-               steps_in_cadence.label("steps"))
+               steps_in_cadence.label("steps"), Experiment.id.label("tested"),
+               ExperimentArm.subject.label("arm_subject"),
+               ExperimentArm.body.label("arm_body"))
         .join(Lead, Lead.id == Task.lead_id)
         .outerjoin(LeadScore, LeadScore.lead_id == Task.lead_id)
         .outerjoin(CadenceStep, CadenceStep.id == Task.step_id)
         .outerjoin(Enrollment, Enrollment.id == Task.enrollment_id)
         .outerjoin(Cadence, Cadence.id == Enrollment.cadence_id)
+        # A step-template A/B test shows the lead's variant of this step.
+        .outerjoin(ExperimentArm, ExperimentArm.id == Enrollment.arm_id)
+        .outerjoin(Experiment, and_(Experiment.id == ExperimentArm.experiment_id,
+                                    Experiment.step_id == Task.step_id))
         .where(Task.id == task_id)
     ).one()
+    subject = (c.arm_subject if c.tested and c.arm_subject else c.subject) or ""
+    body = (c.arm_body if c.tested and c.arm_body else c.body) or ""
     recent = session.execute(
         select(Activity.kind, Activity.occurred_at, Activity.summary, Activity.channel)
         .where(Activity.lead_id == c.lead_id).order_by(Activity.occurred_at.desc(),
@@ -175,7 +185,7 @@ def task_card(*, session: Session, task_id: int, now: datetime,
                             now=now, channel=c.channel,
                             best_hour_now=c.rank >= rules.BOOSTED),
         attempt=attempts + 1, attempt_budget=budget, cadence=c.cadence,
-        step=c.position, steps=c.steps, subject=c.subject or "", body=c.body or "",
+        step=c.position, steps=c.steps, subject=subject, body=body,
         script=c.script or "", note=c.note,
         dispositions=tuple(d.value for d in dispositions_for(Channel(c.channel))),
         history=[{"kind": k, "at": at, "summary": s, "channel": ch} for k, at, s, ch in recent],

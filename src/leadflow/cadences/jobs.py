@@ -232,8 +232,10 @@ def _arm_overrides(session: Session, enrollments: Any) -> dict[tuple[int, int], 
             if step is not None}
 
 
-def advance_many(session: Session, enrollments: list[Enrollment], now: datetime) -> None:
-    """Schedule the next step of many enrollments whose current step was just done."""
+def advance_many(session: Session, enrollments: list[Enrollment], now: datetime,
+                 done_at: dict[int, datetime] | None = None) -> None:
+    """Schedule the next step of many enrollments whose current step was done — at ``now``,
+    or at ``done_at[enrollment id]`` when given."""
     if not enrollments:
         return
     cadence_ids = {e.cadence_id for e in enrollments}
@@ -252,9 +254,10 @@ def advance_many(session: Session, enrollments: list[Enrollment], now: datetime)
             finished.append(e.lead_id)
             continue
         moved.append((e.id, following.position))
+        previous = (done_at or {}).get(e.id, now)
         tasks.append(_step_task(following, e.id, e.lead_id, e.owner_id, facts.get(e.lead_id),
-                                now, current.day_offset if current else 0, e.attempt_budget,
-                                e.attempts, now, cal))
+                                previous, current.day_offset if current else 0,
+                                e.attempt_budget, e.attempts, now, cal))
     if moved:
         bulk_upsert(session, Enrollment.__table__, {  # type: ignore[arg-type]
             "id": [m[0] for m in moved], "next_position": [m[1] for m in moved],

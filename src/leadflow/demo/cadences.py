@@ -43,10 +43,12 @@ def configure(*, now: datetime) -> int:
 
 def _first_touches_done(now: datetime) -> int:
     """The first calls the demo's reps made (see demo.routing) complete their cadence's first
-    step, alternately connected and not answered; the cadences move on from today."""
+    step, alternately connected and not answered; each cadence moves on from that call, so
+    later steps fall due over the past days and today, whatever the hour of the demo."""
     with session_scope() as session:
         rows = session.execute(
-            select(Task.id, Task.enrollment_id).join(Lead, Lead.id == Task.lead_id)
+            select(Task.id, Task.enrollment_id, Lead.first_touch_at)
+            .join(Lead, Lead.id == Task.lead_id)
             .where(Task.status.in_((TaskStatus.OPEN.value, TaskStatus.SCHEDULED.value)),
                    Task.automatic.is_(False), Task.kind == TaskKind.STEP.value,
                    Lead.first_touch_at.is_not(None), Task.created_at <= Lead.first_touch_at)
@@ -54,15 +56,16 @@ def _first_touches_done(now: datetime) -> int:
         if not rows:
             return 0
         session.execute(update(Task), [
-            {"id": task_id, "status": TaskStatus.DONE.value, "done_at": now,
+            {"id": task_id, "status": TaskStatus.DONE.value, "done_at": touched,
              "disposition": "connected" if task_id % 2 else "no_answer"}
-            for task_id, _e in rows])
-        ids = [e for _t, e in rows if e is not None]
+            for task_id, _e, touched in rows])
+        ids = [e for _t, e, _at in rows if e is not None]
+        touched_at = {e: at for _t, e, at in rows if e is not None and at is not None}
         session.execute(update(Enrollment).where(Enrollment.id.in_(ids))
                         .values(attempts=Enrollment.attempts + 1))
         enrollments = list(session.scalars(select(Enrollment).where(
             Enrollment.id.in_(ids), Enrollment.status.in_(LIVE))))
-        cadence_jobs.advance_many(session, enrollments, now)
+        cadence_jobs.advance_many(session, enrollments, now, done_at=touched_at)
         return len(rows)
 
 

@@ -3,7 +3,6 @@ today's list."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -14,7 +13,7 @@ from leadflow.cadences.schemas import DispositionIn, SkipIn
 from leadflow.config import get_settings
 from leadflow.deps import SessionDep, commits_in_handler, require
 from leadflow.queue import service
-from leadflow.queue.schemas import DispositionOut, ListItemOut, TaskCardOut
+from leadflow.queue.service import ListItem, TaskCard
 from leadflow.users.models import User
 from leadflow.users.rules import Permission
 
@@ -22,10 +21,10 @@ router = APIRouter(prefix="/api/v1", tags=["queue"])
 Worker = Annotated[User, Depends(require(Permission.LEADS_WORK))]
 
 
-@router.get("/queue/next", response_model=TaskCardOut,
+@router.get("/queue/next", response_model=TaskCard,
             responses={204: {"description": "nothing to do now"}})
 @commits_in_handler
-def next_task(session: SessionDep, user: Worker) -> TaskCardOut | Response:
+def next_task(session: SessionDep, user: Worker) -> TaskCard | Response:
     """Claim the single best task to work now (204 when the queue is empty).
 
     Safe to repeat: until an outcome is recorded (or the task skipped or released), the
@@ -34,7 +33,7 @@ def next_task(session: SessionDep, user: Worker) -> TaskCardOut | Response:
     card = service.next_task(session=session, user=user, now=clock.now())
     if card is None:
         return Response(status_code=204)
-    return TaskCardOut(**asdict(card))
+    return card
 
 
 @router.post("/queue/release/{task_id}", status_code=204)
@@ -44,23 +43,21 @@ def release(task_id: int, session: SessionDep, user: Worker) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/queue/today", response_model=dict[str, dict[str, list[ListItemOut]]])
-def today(session: SessionDep, user: Worker) -> dict[str, dict[str, list[ListItemOut]]]:
+@router.get("/queue/today", response_model=dict[str, dict[str, list[ListItem]]])
+def today(session: SessionDep, user: Worker) -> dict[str, dict[str, list[ListItem]]]:
     """List mode: today's tasks by channel, then morning / afternoon."""
-    grouped = service.todays_tasks(session=session, user=user, now=clock.now(),
-                                   timezone=get_settings().default_timezone)
-    return {ch: {half: [ListItemOut(**asdict(i)) for i in items]
-                 for half, items in halves.items()} for ch, halves in grouped.items()}
+    return service.todays_tasks(session=session, user=user, now=clock.now(),
+                                timezone=get_settings().default_timezone)
 
 
-@router.post("/tasks/{task_id}/disposition", response_model=DispositionOut)
+@router.post("/tasks/{task_id}/disposition",
+             response_model=cadences_service.DispositionResult)
 @commits_in_handler
 def disposition(task_id: int, body: DispositionIn, session: SessionDep,
-                user: Worker) -> DispositionOut:
+                user: Worker) -> cadences_service.DispositionResult:
     """Record what happened; the cadence moves on."""
-    result = cadences_service.record_disposition(session=session, task_id=task_id, user=user,
-                                                 data=body, now=clock.now())
-    return DispositionOut(**asdict(result))
+    return cadences_service.record_disposition(session=session, task_id=task_id, user=user,
+                                               data=body, now=clock.now())
 
 
 @router.post("/tasks/{task_id}/skip", status_code=204)

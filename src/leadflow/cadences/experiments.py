@@ -220,16 +220,30 @@ def choose_arm(*, session: Session, cadence_id: int, rng: random.Random) -> ArmC
     The running experiment on the cadence (the newest, should two ever run) draws an arm
     with probability proportional to its weight.
     """
-    experiment = session.scalars(
-        select(Experiment)
-        .where(Experiment.cadence_id == cadence_id, Experiment.is_running.is_(True))
-        .order_by(Experiment.id.desc()).limit(1)
-    ).first()
-    if experiment is None:
-        return None
-    arms = arms_of(session=session, experiment_id=experiment.id)
-    if not arms:
-        return None
+    running = running_experiments(session=session, cadence_ids=[cadence_id])
+    return draw_arm(*running[cadence_id], rng) if cadence_id in running else None
+
+
+def running_experiments(*, session: Session, cadence_ids: Sequence[int] | None = None
+                        ) -> dict[int, tuple[Experiment, list[ExperimentArm]]]:
+    """The running experiment of each cadence (the newest, should two ever run) with its
+    arms, in two queries: enrolling a batch draws arms without a query per lead."""
+    stmt = select(Experiment).where(Experiment.is_running.is_(True)).order_by(Experiment.id)
+    if cadence_ids is not None:
+        stmt = stmt.where(Experiment.cadence_id.in_(cadence_ids))
+    newest = {e.cadence_id: e for e in session.scalars(stmt)}
+    if not newest:
+        return {}
+    arms: dict[int, list[ExperimentArm]] = {e.id: [] for e in newest.values()}
+    for arm in session.scalars(select(ExperimentArm).where(
+            ExperimentArm.experiment_id.in_(list(arms))).order_by(ExperimentArm.id)):
+        arms[arm.experiment_id].append(arm)
+    return {cadence: (e, arms[e.id]) for cadence, e in newest.items() if arms[e.id]}
+
+
+def draw_arm(experiment: Experiment, arms: Sequence[ExperimentArm],
+             rng: random.Random) -> ArmChoice:
+    """Draw one of ``arms`` by weight for a new enrollment."""
     arm = pick_weighted(arms, [a.weight for a in arms], rng)
     return ArmChoice(experiment_id=experiment.id, arm_id=arm.id, arm_key=arm.key,
                      cadence_id=arm.cadence_id or experiment.cadence_id,

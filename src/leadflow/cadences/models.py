@@ -247,6 +247,8 @@ class Task(Base):
               sqlite_where=text("status = 'open' AND bucket_until IS NOT NULL"),
               postgresql_where=text("status = 'open' AND bucket_until IS NOT NULL")),
         Index("ix_task_lead_id_status", "lead_id", "status"),
+        # A rep's tasks by due time (list mode, the workspace's counts, the catch-up plan).
+        Index("ix_task_owner_id_due_at", "owner_id", "due_at"),
         Index("ix_task_best_hour", "best_hour",
               sqlite_where=text("best_hour IS NOT NULL AND status IN ('open', 'scheduled')"),
               postgresql_where=text(

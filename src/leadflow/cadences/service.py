@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from leadflow.cadences import rules
+from leadflow.cadences import experiments, rules
 from leadflow.cadences.models import (
     Cadence,
     CadenceStep,
@@ -29,6 +29,7 @@ from leadflow.cadences.models import (
     EnrollmentStatus,
     ExitReason,
     Experiment,
+    ExperimentArm,
     Purpose,
     Task,
     TaskKind,
@@ -167,7 +168,9 @@ class _Catalogue:
     nurture: list[rules.CadenceSpec]
     cadences: dict[int, Cadence]
     steps: dict[int, list[CadenceStep]]
-    experiments: set[int] = field(default_factory=set)
+    # Running A/B tests by cadence, with their arms.
+    ab_tests: dict[int, tuple[Experiment, list[ExperimentArm]]] = field(
+        default_factory=dict)
 
 
 def _catalogue(session: Session) -> _Catalogue:
@@ -177,11 +180,11 @@ def _catalogue(session: Session) -> _Catalogue:
         for s in session.scalars(select(CadenceStep).where(
                 CadenceStep.cadence_id.in_(list(steps))).order_by(CadenceStep.position)):
             steps[s.cadence_id].append(s)
-    running = set(session.scalars(select(Experiment.cadence_id).where(Experiment.is_running)))
+    running = experiments.running_experiments(session=session)
     return _Catalogue(
         sales=[_spec(c) for c in active if c.purpose == Purpose.SALES and c.auto_enroll],
         nurture=[_spec(c) for c in active if c.purpose == Purpose.NURTURE],
-        cadences={c.id: c for c in active}, steps=steps, experiments=running)
+        cadences={c.id: c for c in active}, steps=steps, ab_tests=running)
 
 
 # --- enrolling -------------------------------------------------------------------------------
@@ -253,7 +256,8 @@ class _Start:
 
 def follow_ownership(*, session: Session, moves: Sequence[tuple[int, int | None, int | None,
                                                                bool]],
-                     now: datetime, actor_id: int | None = None) -> int:
+                     now: datetime, actor_id: int | None = None,
+                     had_owner: Iterable[int] | None = None) -> int:
     """Keep cadences in step with ownership; called by routing for every ownership change.
 
     ``moves`` holds (lead_id, new owner, new pool, is_transfer). A transfer keeps the
@@ -261,24 +265,29 @@ def follow_ownership(*, session: Session, moves: Sequence[tuple[int, int | None,
     enrollment and cancels its tasks; then a lead given to a rep enrolls in the first
     matching automatic sales cadence, and a lead put in a nurture pool in the fitting
     nurture program. Set-based: the batch router calls this with thousands of moves.
-    Returns the number of new enrollments.
+    ``had_owner`` narrows the ending to the leads that had an owner or pool (a brand-new
+    lead has no enrollment to end). Returns the number of new enrollments.
     """
     if not moves:
         return 0
     transfers = [(lead, owner) for lead, owner, _pool, is_transfer in moves
                  if is_transfer and owner is not None]
+    by_owner: dict[int, list[int]] = defaultdict(list)
     for moved_id, new_owner in transfers:
-        session.execute(update(Task).where(Task.lead_id == moved_id,
-                                           Task.status.in_(PENDING))
+        by_owner[new_owner].append(moved_id)
+    for new_owner, moved in by_owner.items():
+        session.execute(update(Task).where(Task.lead_id.in_(moved), Task.status.in_(PENDING))
                         .values(owner_id=new_owner, status=_unclaimed(), claimed_by_id=None))
-        session.execute(update(Enrollment).where(Enrollment.lead_id == moved_id,
+        session.execute(update(Enrollment).where(Enrollment.lead_id.in_(moved),
                                                  Enrollment.status.in_(LIVE))
                         .values(owner_id=new_owner, updated_at=now))
     restart = [m for m in moves if not (m[3] and m[1] is not None)]
     if not restart:
         return 0
     ids = [m[0] for m in restart]
-    _end_live(session, ids, ExitReason.OWNER_CHANGED, now)
+    ending = ids if had_owner is None else sorted(set(ids) & set(had_owner))
+    if ending:
+        _end_live(session, ending, ExitReason.OWNER_CHANGED, now)
     catalogue = _catalogue(session)
     if not catalogue.sales and not catalogue.nurture:
         return 0
@@ -297,7 +306,7 @@ def follow_ownership(*, session: Session, moves: Sequence[tuple[int, int | None,
         else:
             spec = None
         if spec is not None:
-            starts.append(_start_for(session, catalogue, lead_id, spec.id, owner))
+            starts.append(_start_for(catalogue, lead_id, spec.id, owner))
     return start_enrollments(session=session, starts=starts, facts=facts,
                              catalogue=catalogue, now=now, actor_id=actor_id)
 
@@ -315,15 +324,12 @@ def _nurture_pool_ids(session: Session, pool_ids: set[int]) -> set[int]:
         LeadPool.id.in_(pool_ids), LeadPool.kind == PoolKind.NURTURE.value)))
 
 
-def _start_for(session: Session, catalogue: _Catalogue, lead_id: int, cadence_id: int,
+def _start_for(catalogue: _Catalogue, lead_id: int, cadence_id: int,
                owner: int | None) -> _Start:
-    if cadence_id not in catalogue.experiments:
+    tested = catalogue.ab_tests.get(cadence_id)
+    if tested is None:
         return _Start(lead_id, cadence_id, owner)
-    from leadflow.cadences import experiments
-
-    choice = experiments.choose_arm(session=session, cadence_id=cadence_id, rng=_rng)
-    if choice is None:
-        return _Start(lead_id, cadence_id, owner)
+    choice = experiments.draw_arm(*tested, _rng)
     return _Start(lead_id, choice.cadence_id, owner, choice.experiment_id, choice.arm_id)
 
 
@@ -425,7 +431,7 @@ def enroll(*, session: Session, lead_id: int, cadence_id: int, user: User,
         raise InvalidInput("this cadence is switched off", field="cadence_id")
     _end_live(session, [lead_id], ExitReason.MANUAL, now)
     catalogue = _catalogue(session)
-    start = _start_for(session, catalogue, lead_id, cadence_id, lead.owner_id)
+    start = _start_for(catalogue, lead_id, cadence_id, lead.owner_id)
     start_enrollments(session=session, starts=[start], facts=lead_facts(session, [lead_id]),
                       catalogue=catalogue, now=now, actor_id=user.id)
     enrollment = live_enrollment(session=session, lead_id=lead_id)

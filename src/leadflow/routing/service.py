@@ -135,7 +135,7 @@ def apply_changes(
         _write_plain(session, changes, now, actor_id)
     # Cadences follow the lead: a new owner or nurture pool means a new enrollment.
     cadences_service.follow_ownership(
-        session=session, now=now, actor_id=actor_id,
+        session=session, now=now, actor_id=actor_id, had_owner=ending,
         moves=[(c.lead_id, c.user_id, c.pool_id, c.kind == OwnershipKind.TRANSFERRED)
                for c in changes])
 

@@ -180,6 +180,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_task_claimed', ['claimed_by_id'], unique=False, sqlite_where=sa.text("status = 'claimed'"), postgresql_where=sa.text("status = 'claimed'"))
         batch_op.create_index(batch_op.f('ix_task_enrollment_id'), ['enrollment_id'], unique=False)
         batch_op.create_index('ix_task_lead_id_status', ['lead_id', 'status'], unique=False)
+        batch_op.create_index('ix_task_owner_id_due_at', ['owner_id', 'due_at'], unique=False)
         batch_op.create_index('ix_task_scheduled', ['due_at'], unique=False, sqlite_where=sa.text("status = 'scheduled'"), postgresql_where=sa.text("status = 'scheduled'"))
     op.create_index('ix_task_best_hour', 'task', ['best_hour'], unique=False, sqlite_where=sa.text("best_hour IS NOT NULL AND status IN ('open', 'scheduled')"), postgresql_where=sa.text("best_hour IS NOT NULL AND status IN ('open', 'scheduled')"))
     # Autogenerate skips expression indexes: the queue's index is written by hand.
@@ -261,6 +262,7 @@ def downgrade() -> None:
     op.drop_index('ix_task_best_hour', table_name='task')
     with op.batch_alter_table('task', schema=None) as batch_op:
         batch_op.drop_index('ix_task_scheduled', sqlite_where=sa.text("status = 'scheduled'"), postgresql_where=sa.text("status = 'scheduled'"))
+        batch_op.drop_index('ix_task_owner_id_due_at')
         batch_op.drop_index('ix_task_lead_id_status')
         batch_op.drop_index(batch_op.f('ix_task_enrollment_id'))
         batch_op.drop_index('ix_task_claimed', sqlite_where=sa.text("status = 'claimed'"), postgresql_where=sa.text("status = 'claimed'"))

@@ -12,6 +12,7 @@ from leadflow.cleaning.models import LeadMerge
 from leadflow.cleaning.rules import FILLABLE_FIELDS, survivorship
 from leadflow.errors import Conflict, NotFound
 from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touchpoint
+from leadflow.scoring import totals as scoring_totals
 
 
 def _fields(lead: Lead) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def merge_leads(
     session.execute(
         update(Activity).where(Activity.lead_id == merged.id).values(lead_id=survivor.id)
     )
+    scoring_totals.forget(session=session, lead_ids=[survivor.id, merged.id])
     merge = LeadMerge(
         survivor_id=survivor.id, merged_id=merged.id, keys=list(keys), similarity=similarity,
         snapshot=snapshot, actor_id=actor_id, merged_at=now,
@@ -129,6 +131,7 @@ def undo_merge(*, session: Session, merge_id: int, actor_id: int | None, now: da
         session.execute(
             update(Activity).where(Activity.id.in_(snap["activity_ids"])).values(lead_id=merged.id)
         )
+    scoring_totals.forget(session=session, lead_ids=[survivor.id, merged.id])
     merge.undone_at = now
     detail = {"merge_id": merge.id}
     session.add_all(

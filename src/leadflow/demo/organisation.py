@@ -57,6 +57,7 @@ from leadflow.errors import Conflict
 from leadflow.leads.capture import CaptureResult, IncomingRecord, capture_batch
 from leadflow.leads.models import Activity, Lead, LeadStatus
 from leadflow.scoring import jobs as scoring_jobs
+from leadflow.scoring import totals as scoring_totals
 from leadflow.users import service as users_service
 from leadflow.users.models import Role, Segment, TeamKind, User
 
@@ -261,6 +262,7 @@ def _plant_engagement(rng: random.Random, now: datetime) -> tuple[int, dict[str,
                 for a in planted.activities
             ]
         bulk_insert(session, Activity.__table__, activities)  # type: ignore[arg-type]
+        scoring_totals.forget(session=session)  # events added without a re-score
         for status, ids in statuses.items():
             if status != LeadStatus.NEW.value:
                 session.execute(update(Lead).where(Lead.id.in_(ids)).values(status=status))

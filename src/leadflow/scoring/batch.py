@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from leadflow.db import bulk_insert, bulk_upsert
 from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import Activity, ActivityKind, Lead
-from leadflow.scoring import learning
+from leadflow.scoring import learning, totals
 from leadflow.scoring import service as scoring_service
 from leadflow.scoring.facts import (
     MODEL_COLUMNS,
@@ -26,9 +26,10 @@ from leadflow.scoring.models import LeadScore
 from leadflow.scoring.rules import (
     apply_overrides_array,
     combine_array,
-    engagement_scores,
+    engagement_from_totals,
     fit_scores,
     grades_for_scores,
+    kind_matrix,
 )
 from leadflow.scoring.schemas import GRADES, RulesetDocument, grade_rank
 
@@ -76,19 +77,23 @@ def score_chunk(
     summary: RescoreSummary,
 ) -> None:
     """Score one chunk of leads (``ids`` or ``id_range``) and store it with its changes."""
-    batch = read_chunk(session, chunk, ruleset.document, now, model=model is not None)
+    batch = read_chunk(session, chunk, ruleset.document, now, model=model is not None,
+                       totals_versions=scoring_service.totals_versions(
+                           session=session, document=ruleset.document))
     store_chunk(session, batch, ruleset, model, now, summary)
 
 
 def read_chunk(
     session: Session, chunk: dict[str, object], document: RulesetDocument, now: datetime,
-    *, model: bool,
+    *, model: bool, totals_versions: Collection[int] = (),
 ) -> FactsBatch:
-    """The facts of one chunk, reading only what the rules and the model refer to."""
+    """The facts of one chunk, reading only what the rules and the model refer to (and the
+    events only of leads without usable stored totals)."""
     conditions = [*document.fit.rules, *(c for o in document.grading.overrides for c in o.when)]
     fields, flags, custom = needed_fields(conditions, model=model)
     return read_batch(session=session, now=now, fields=fields, flags=flags, custom_fields=custom,
-                      engagement=document.engagement, **chunk)  # type: ignore[arg-type]
+                      engagement=document.engagement, totals_versions=totals_versions,
+                      **chunk)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,8 @@ class ScoredChunk:
     is_mql: np.ndarray
     previous_grade: np.ndarray
     previous_mql: np.ndarray
+    # Each lead's engagement totals as stored (see scoring.totals).
+    totals: list[bytes]
 
 
 def score_facts(
@@ -113,8 +120,9 @@ def score_facts(
 ) -> ScoredChunk:
     """Engagement, fit, the model's probability, score, grade and MQL of a chunk's leads."""
     n = len(batch.frame)
-    engagement, counts = engagement_scores(document.engagement, batch.events, n)
-    frame = add_counts(batch.frame, counts)
+    kinds, counts, points = kind_matrix(batch.events, n)
+    engagement = engagement_from_totals(document.engagement, kinds, points)
+    frame = add_counts(batch.frame, {kind: counts[:, i] for i, kind in enumerate(kinds)})
     fit = fit_scores(document.fit, frame)
     probability = percentile = None
     if model is not None and n:
@@ -130,6 +138,7 @@ def score_facts(
         probability=probability, score=score, grades=np.asarray(GRADES, dtype=object)[ranks],
         is_mql=ranks <= grade_rank(document.grading.mql_grade),
         previous_grade=batch.previous_grade, previous_mql=batch.previous_mql,
+        totals=totals.encode_rows(kinds, counts, points),
     )
 
 
@@ -167,6 +176,7 @@ def write_scores(
             "ruleset_version": [ruleset_version] * n,
             "model_id": [model_id] * n,
             "scored_at": [now] * n,
+            "engagement_totals": scored.totals,
         },
         key="lead_id", keep_existing=("mql_at", "first_grade"),
     )

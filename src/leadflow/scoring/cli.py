@@ -192,7 +192,7 @@ def evaluate_cmd(
     console.print(calibration)
 
 
-def _rescore() -> batch.RescoreSummary:
+def _rescore(*, from_events: bool = False) -> batch.RescoreSummary:
     from leadflow.scoring import jobs
 
     now = clock.now()
@@ -204,13 +204,18 @@ def _rescore() -> batch.RescoreSummary:
             rate = done / max(time.perf_counter() - started, 1e-9)
             bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} leads/s")
 
-        return jobs.rescore_all(now=now, progress=report_progress)
+        return jobs.rescore_all(now=now, progress=report_progress, from_events=from_events)
 
 
 @scoring_app.command("rescore")
-def rescore_cmd(as_json: terminal.JsonOpt = False) -> None:
+def rescore_cmd(
+    as_json: terminal.JsonOpt = False,
+    from_events: Annotated[bool, typer.Option(
+        "--from-events", help="Recompute engagement from every event, ignoring stored totals "
+        "(after events were loaded straight into the database)")] = False,
+) -> None:
     """Re-score every lead with the rule set and model in force."""
-    summary = _rescore()
+    summary = _rescore(from_events=from_events)
     terminal.emit({
         "leads": summary.leads, "seconds": round(summary.seconds, 2),
         "leads_per_second": round(summary.leads_per_second),

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from leadflow.campaigns.models import Campaign
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, Lead, LeadStatus, Touchpoint
+from leadflow.scoring import totals
 from leadflow.scoring.models import LeadScore
 from leadflow.scoring.rules import ACTIVITY_PREFIX, EngagementEvent, KindSums
 from leadflow.scoring.schemas import Condition, EngagementConfig, Op
@@ -207,12 +208,15 @@ def read_batch(
     *, session: Session, now: datetime, id_range: tuple[int, int] | None = None,
     ids: Sequence[int] | None = None, fields: Collection[str] = LEAD_FACT_COLUMNS,
     flags: Collection[str] = (), custom_fields: Collection[str] = (),
-    engagement: EngagementConfig,
+    engagement: EngagementConfig, totals_versions: Collection[int] = (),
 ) -> FactsBatch:
     """Facts of the live leads with ids in ``[low, high)`` or in ``ids``, as columns.
 
     ``fields`` are read as values and ``flags`` only as known/unknown (``True``/``None``),
     which is all a presence rule needs and far less to move for a million phone numbers.
+    Leads whose stored engagement totals were scored under one of ``totals_versions`` (rule
+    sets with the same engagement configuration) are not read event by event: their totals
+    are decayed to now instead (see :mod:`leadflow.scoring.totals`).
     """
     sqlite = session.get_bind().dialect.name == "sqlite"
     if not sqlite:
@@ -230,10 +234,14 @@ def read_batch(
     columns = [c for c in LEAD_FACT_COLUMNS if c in fields]
     flagged = [c for c in LEAD_FACT_COLUMNS if c in flags]
     known = "CASE WHEN l.{c} IS NULL OR l.{c} = '' THEN 0 ELSE 1 END"
+    versions = ", ".join(str(int(v)) for v in sorted(totals_versions))
     selected = [
         "l.id", *(f"l.{c}" for c in columns), *(known.format(c=c) for c in flagged),
         *(["l.custom_fields"] if custom_fields else []), "c.channel",
         *(known.format(c=c) for c, _ in _CONTACT_FLAGS), "s.grade", "s.is_mql",
+        *((f"CASE WHEN s.ruleset_version IN ({versions}) THEN s.engagement_totals END",
+           _age_sql(sqlite, "s.scored_at"))
+          if totals_versions else ()),
     ]
     select_leads = text(
         f"SELECT {', '.join(selected)} FROM lead l "
@@ -241,10 +249,12 @@ def read_batch(
         "LEFT JOIN lead_score s ON s.lead_id = l.id "
         f"WHERE {where} AND l.status != 'merged' ORDER BY l.id"
     ).bindparams(*binds)
-    rows = _raw_rows(session, select_leads, params)
+    rows = _raw_rows(session, select_leads, {**params, "now": sql_timestamp(session, now)}
+                     if totals_versions else params)
     names = ["lead_id", *columns, *(f"_known_{c}" for c in flagged),
              *(["custom_fields"] if custom_fields else []), "channel",
-             *(flag for _, flag in _CONTACT_FLAGS), "_grade", "_mql"]
+             *(flag for _, flag in _CONTACT_FLAGS), "_grade", "_mql",
+             *(("_totals", "_totals_age") if totals_versions else ())]
     frame = _frame(rows, names)
     for c in flagged:
         known_values = frame.pop(f"_known_{c}").astype(bool).to_numpy()
@@ -261,9 +271,30 @@ def read_batch(
         frame[flag] = frame[flag].astype(np.int8)
     previous_grade = frame.pop("_grade").to_numpy(dtype=object)
     previous_mql = frame.pop("_mql").fillna(False).astype(bool).to_numpy()
-    events = _read_events(session, frame["lead_id"].to_numpy(), where, params, binds, now,
-                          sqlite, engagement)
-    return FactsBatch(frame, events, previous_grade, previous_mql)
+    lead_ids = frame["lead_id"].to_numpy()
+    if not totals_versions:
+        events = _read_events(session, lead_ids, where, params, binds, now, sqlite, engagement)
+        return FactsBatch(frame, events, previous_grade, previous_mql)
+    stored = frame.pop("_totals").to_numpy(dtype=object)
+    ages = frame.pop("_totals_age").to_numpy(dtype=object)
+    have = np.flatnonzero(pd.notna(stored))
+    parts = [totals.decode_rows([bytes(b) for b in stored[have]], have,
+                                ages[have].astype(float), engagement.half_life_days)]
+    if len(have) < len(frame):  # never scored, or scored under other engagement points
+        missing = np.ones(len(frame), dtype=bool)
+        missing[have] = False
+        read = _read_events(session, lead_ids, where, params, binds, now, sqlite, engagement)
+        keep = missing[read.row]
+        parts.append(KindSums(read.row[keep], read.kind[keep], read.count[keep],
+                              read.points[keep]))
+    return FactsBatch(frame, totals.concat(parts), previous_grade, previous_mql)
+
+
+def _age_sql(sqlite: bool, column: str) -> str:
+    """Days from ``column`` to the bound ``:now``, as the database computes them."""
+    if sqlite:
+        return f"julianday(:now) - julianday({column})"
+    return f"EXTRACT(EPOCH FROM (CAST(:now AS timestamptz) - {column})) / 86400.0"
 
 
 def _read_events(
@@ -277,10 +308,8 @@ def _read_events(
     The one-lead path computes the same with :func:`leadflow.scoring.rules.event_points`.
     """
     if sqlite:
-        age = "julianday(:now) - julianday({col})"
         contains, largest = "instr(lower(e.ref), {p}) > 0", "max"
     else:
-        age = "EXTRACT(EPOCH FROM (CAST(:now AS timestamptz) - {col})) / 86400.0"
         contains, largest = "strpos(lower(e.ref), {p}) > 0", "greatest"
     points, point_params = _points_sql(config, contains)
     kinds = ", ".join(f"'{k}'" for k in _ENGAGEMENT)
@@ -288,9 +317,9 @@ def _read_events(
     sql = text(
         f"SELECT e.lead_id, e.kind, "
         f"{points} * power(0.5, {largest}(e.age, 0) / :half_life) FROM ("
-        f"SELECT x.lead_id, x.kind, {age.format(col='x.occurred_at')} AS age, x.value, x.ref "
+        f"SELECT x.lead_id, x.kind, {_age_sql(sqlite, 'x.occurred_at')} AS age, x.value, x.ref "
         f"FROM activity x WHERE {lead_where} AND x.kind IN ({kinds}) "
-        f"UNION ALL SELECT x.lead_id, 'captured', {age.format(col='x.received_at')}, "
+        f"UNION ALL SELECT x.lead_id, 'captured', {_age_sql(sqlite, 'x.received_at')}, "
         f"NULL, NULL FROM touchpoint x WHERE {lead_where}"
         ") e"
     ).bindparams(*binds)

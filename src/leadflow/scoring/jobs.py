@@ -52,11 +52,13 @@ def _chunks(session: Session, ids: Sequence[int] | None, size: int) -> list[dict
 
 def rescore_all(
     *, now: datetime, ids: Sequence[int] | None = None, chunk_size: int = 50_000,
-    progress: Progress | None = None,
+    progress: Progress | None = None, from_events: bool = False,
 ) -> batch.RescoreSummary:
     """Re-score every live lead (or ``ids``) with the rule set and model in force.
 
-    1. Read a chunk of leads and their events as columns (ages computed in SQL).
+    1. Read a chunk of leads as columns, with their stored engagement totals where the
+       engagement points have not changed since (``from_events`` ignores them), and the
+       events of the others (ages computed in SQL).
     2. Engagement, fit, the model's probabilities, score, grade and overrides as arrays.
     3. Upsert the chunk's scores in one statement; grade changes and MQL crossings become
        timeline activities, and crossings outbox events, in the same transaction.
@@ -65,6 +67,8 @@ def rescore_all(
     summary = batch.RescoreSummary()
     with session_scope() as session:
         ruleset, model = scoring_service.in_force(session=session)
+        usable = frozenset() if from_events else scoring_service.totals_versions(
+            session=session, document=ruleset.document)
         chunks = _chunks(session, ids, chunk_size)
         total = len(ids) if ids is not None else (session.scalar(
             select(func.count()).select_from(Lead).where(Lead.status != LeadStatus.MERGED)
@@ -75,13 +79,13 @@ def rescore_all(
     model_id = model[0] if model else None
     reader = _reader(len(chunks))
     with reader:
-        pending = [reader.submit(read_and_score, chunk, ruleset.document, now, model_id)
+        pending = [reader.submit(read_and_score, chunk, ruleset.document, now, model_id, usable)
                    for chunk in chunks[:READ_AHEAD]]
         for i in range(len(chunks)):
             scored = pending.pop(0).result()
             if i + READ_AHEAD < len(chunks):
                 pending.append(reader.submit(read_and_score, chunks[i + READ_AHEAD],
-                                             ruleset.document, now, model_id))
+                                             ruleset.document, now, model_id, usable))
             with session_scope() as session:
                 if session.get_bind().dialect.name == "postgresql":
                     # A re-run redoes a lost chunk, so the job need not wait for each WAL
@@ -95,13 +99,15 @@ def rescore_all(
 
 
 def read_and_score(
-    chunk: dict[str, object], document: RulesetDocument, now: datetime, model_id: int | None
+    chunk: dict[str, object], document: RulesetDocument, now: datetime, model_id: int | None,
+    totals_versions: frozenset[int],
 ) -> batch.ScoredChunk:
     """Read and score one chunk in its own session (the body of the read-ahead thread or
     process); only the scores travel back, not the leads' fields."""
     with session_scope() as session:
         model = scoring_service.model_by_id(session=session, model_id=model_id)
-        facts = batch.read_chunk(session, chunk, document, now, model=model is not None)
+        facts = batch.read_chunk(session, chunk, document, now, model=model is not None,
+                                 totals_versions=totals_versions)
     return batch.score_facts(facts, document, model)
 
 

@@ -72,6 +72,8 @@ class LeadScore(Base):
     ruleset_version: Mapped[int]
     model_id: Mapped[int | None]
     scored_at: Mapped[datetime]
+    # Engagement per kind as of ``scored_at`` (see scoring.totals); NULL when unknown.
+    engagement_totals: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class GradeFlag(Base):

@@ -269,6 +269,23 @@ def event_points(rule: ActivityPoints, value: float | None, ref: str | None) -> 
     return points
 
 
+def kind_totals(
+    config: EngagementConfig, events: Iterable[EngagementEvent], now: datetime
+) -> dict[str, tuple[int, float]]:
+    """Per activity kind: how many events and their decayed points now, before the cap
+    (steps 1 and 2 of :func:`engagement_score`; kinds without points count 0 points)."""
+    totals: dict[str, tuple[int, float]] = {}
+    for event in events:
+        count, points = totals.get(event.kind, (0, 0.0))
+        rule = config.activities.get(event.kind)
+        if rule is not None:
+            age = (now - event.occurred_at).total_seconds() / SECONDS_PER_DAY
+            points += event_points(rule, event.value, event.ref) * decay(
+                age, config.half_life_days)
+        totals[event.kind] = (count + 1, points)
+    return totals
+
+
 def engagement_score(
     config: EngagementConfig, events: Iterable[EngagementEvent], now: datetime
 ) -> tuple[float, list[Reason], dict[str, int]]:
@@ -279,28 +296,21 @@ def engagement_score(
     3. Each kind's total is bounded by its cap (both signs), then all kinds are summed.
     4. The sum is clamped to ``min_total..max_total``.
     """
-    per_kind: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for event in events:
-        counts[event.kind] = counts.get(event.kind, 0) + 1
-        rule = config.activities.get(event.kind)
-        if rule is None:
-            continue
-        age = (now - event.occurred_at).total_seconds() / SECONDS_PER_DAY
-        points = event_points(rule, event.value, event.ref) * decay(age, config.half_life_days)
-        per_kind[event.kind] = per_kind.get(event.kind, 0.0) + points
+    per_kind = kind_totals(config, events, now)
     total = 0.0
     reasons: list[Reason] = []
-    for kind, points in per_kind.items():
+    for kind, (n, points) in per_kind.items():
+        if kind not in config.activities:
+            continue
         cap = config.activities[kind].cap
         if cap is not None:
             points = min(max(points, -cap), cap)
         total += points
-        n = counts[kind]
         singular, plural = ACTIVITY_PHRASES.get(kind, (kind, f"{kind} ×{{n}}"))
         words = (singular if n == 1 else plural).format(n=n)
         reasons.append(Reason("engagement", kind, str(n), round(points, 1),
                               f"{words} ({points:+.0f})", count=n))
+    counts = {kind: n for kind, (n, _) in per_kind.items()}
     return _clamp_engagement(config, total), reasons, counts
 
 
@@ -324,17 +334,33 @@ def engagement_scores(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Engagement of ``n`` leads from their per-kind sums (steps 3 and 4 of
     :func:`engagement_score`), and how many events of each kind each lead has."""
+    kinds, counts, totals = kind_matrix(sums, n)
+    by_kind = {kind: counts[:, i].astype(np.int64) for i, kind in enumerate(kinds)}
+    return engagement_from_totals(config, kinds, totals), by_kind
+
+
+def kind_matrix(sums: KindSums, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The kinds present in ``sums`` and two ``n × kinds`` matrices: each lead's event count
+    and decayed points (before caps) per kind."""
     kind_codes, kinds = pd.factorize(sums.kind)
     k = max(len(kinds), 1)
     flat = sums.row.astype(np.int64) * k + kind_codes
     if not len(flat):
-        return np.zeros(n), {}
+        return [], np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0))
     counts = np.bincount(flat, weights=sums.count, minlength=n * k).reshape(n, k)
-    by_kind = {str(kind): counts[:, i].astype(np.int64) for i, kind in enumerate(kinds)}
     totals = np.bincount(flat, weights=sums.points, minlength=n * k).reshape(n, k)
-    caps = np.array([_cap(config, str(kind)) for kind in kinds])
+    return [str(kind) for kind in kinds], counts.astype(np.int64), totals
+
+
+def engagement_from_totals(
+    config: EngagementConfig, kinds: Sequence[str], totals: np.ndarray
+) -> np.ndarray:
+    """Engagement from per-kind decayed points: each kind capped, summed, then clamped."""
+    if not len(kinds):
+        return np.clip(np.zeros(totals.shape[0]), config.min_total, config.max_total)
+    caps = np.array([_cap(config, kind) for kind in kinds])
     totals = np.clip(totals, -caps, caps)
-    return np.clip(totals.sum(axis=1), config.min_total, config.max_total), by_kind
+    return np.clip(totals.sum(axis=1), config.min_total, config.max_total)
 
 
 def _cap(config: EngagementConfig, kind: str) -> float:

@@ -22,7 +22,7 @@ from leadflow.errors import Conflict, DomainError, NotFound
 from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, ActivityKind, Lead
 from leadflow.routing import service as routing_service
-from leadflow.scoring import learning
+from leadflow.scoring import learning, totals
 from leadflow.scoring.facts import (
     MODEL_COLUMNS,
     LeadFacts,
@@ -37,6 +37,7 @@ from leadflow.scoring.rules import (
     Reason,
     ScoreDecision,
     decide,
+    kind_totals,
     next_grade,
 )
 from leadflow.scoring.schemas import ActivityIn, FlagIn, RulesetDocument
@@ -136,6 +137,18 @@ _IN_FORCE = select(*_IN_FORCE_COLUMNS)
 # A lead's facts and the rules and model in force, in one round trip.
 _LEAD_AND_STATE = lead_facts_query(*_IN_FORCE_COLUMNS)
 InForce = tuple[Ruleset, tuple[int, learning.ConversionModel] | None]
+
+
+def totals_versions(*, session: Session, document: RulesetDocument) -> frozenset[int]:
+    """Rule-set versions with the same engagement configuration as ``document``: stored
+    engagement totals scored under them still hold (see :mod:`leadflow.scoring.totals`)."""
+    wanted = document.engagement.model_dump(mode="json")
+    same = {0} if default_document().engagement.model_dump(mode="json") == wanted else set()
+    for version, data in session.execute(
+            select(ScoringRuleset.version, ScoringRuleset.document)):
+        if (data or {}).get("engagement") == wanted:
+            same.add(version)
+    return frozenset(same)
 
 
 def in_force(*, session: Session) -> InForce:
@@ -352,7 +365,9 @@ def rescore_lead(
          "probability": [decision.probability], "score": [decision.score],
          "grade": [decision.grade], "is_mql": [decision.is_mql],
          "mql_at": [now if decision.is_mql else None], "first_grade": [decision.grade],
-         "ruleset_version": [ruleset.version], "model_id": [model_id], "scored_at": [now]},
+         "ruleset_version": [ruleset.version], "model_id": [model_id], "scored_at": [now],
+         "engagement_totals": [totals.encode(
+             kind_totals(ruleset.document.engagement, facts.events, now))]},
         key="lead_id", keep_existing=("mql_at", "first_grade"),
     )
     if previous.grade is not None and previous.grade != decision.grade:

@@ -90,6 +90,13 @@ def get_engine() -> Engine:
     return make_engine(get_settings().database_url)
 
 
+def forget_inherited_connections() -> None:
+    """In a forked child process: drop the parent's pooled connections without closing them
+    (they still serve the parent); the child opens its own."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=False)
+
+
 @lru_cache
 def _session_factory() -> sessionmaker[Session]:
     # Every mapper must be known before the first flush resolves foreign keys.

@@ -6,18 +6,21 @@ run again (leads already done are rewritten with the same values).
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from multiprocessing import get_context
+from functools import partial
+from multiprocessing import get_all_start_methods, get_context
 from typing import cast
 
 import pandas as pd
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from leadflow.db import session_scope
+from leadflow.db import forget_inherited_connections, session_scope
 from leadflow.errors import DomainError
 from leadflow.leads.models import Lead, LeadStatus, Touchpoint
 from leadflow.scoring import batch, learning
@@ -34,8 +37,8 @@ from leadflow.scoring.rules import engagement_scores
 from leadflow.scoring.schemas import RulesetDocument
 
 Progress = Callable[[int, int], None]
-# Chunks read ahead of the one being written (each on its own connection).
-READ_AHEAD = 1
+# Chunks handed to the read-ahead helper at a time (each read on its own connection).
+READ_AHEAD = 2
 # From this many chunks on, the reading happens in a second process.
 PROCESS_FROM = 4
 
@@ -77,15 +80,21 @@ def rescore_all(
     summary.model_id = model[0] if model else None
 
     model_id = model[0] if model else None
-    reader = _reader(len(chunks))
-    with reader:
-        pending = [reader.submit(read_and_score, chunk, ruleset.document, now, model_id, usable)
-                   for chunk in chunks[:READ_AHEAD]]
-        for i in range(len(chunks)):
-            scored = pending.pop(0).result()
-            if i + READ_AHEAD < len(chunks):
-                pending.append(reader.submit(read_and_score, chunks[i + READ_AHEAD],
-                                             ruleset.document, now, model_id, usable))
+    score = partial(read_and_score, document=ruleset.document, now=now, model_id=model_id,
+                    totals_versions=usable)
+    remaining = deque(chunks)
+    pending: deque[Future[batch.ScoredChunk]] = deque()
+    with _reader(len(chunks)) as reader:
+        while remaining or pending:
+            # The helper takes chunks from the back, this process from the front: while the
+            # helper starts up (seconds, for a process) or falls behind, this one does not
+            # wait but reads and scores a chunk itself; otherwise it writes what is ready.
+            while remaining and len(pending) < READ_AHEAD:
+                pending.append(reader.submit(score, remaining.pop()))
+            if pending and (pending[0].done() or not remaining):
+                scored = pending.popleft().result()
+            else:
+                scored = score(remaining.popleft())
             with session_scope() as session:
                 if session.get_bind().dialect.name == "postgresql":
                     # A re-run redoes a lost chunk, so the job need not wait for each WAL
@@ -99,10 +108,10 @@ def rescore_all(
 
 
 def read_and_score(
-    chunk: dict[str, object], document: RulesetDocument, now: datetime, model_id: int | None,
-    totals_versions: frozenset[int],
+    chunk: dict[str, object], *, document: RulesetDocument, now: datetime,
+    model_id: int | None, totals_versions: frozenset[int],
 ) -> batch.ScoredChunk:
-    """Read and score one chunk in its own session (the body of the read-ahead thread or
+    """Read and score one chunk in its own session (here, or in the read-ahead thread or
     process); only the scores travel back, not the leads' fields."""
     with session_scope() as session:
         model = scoring_service.model_by_id(session=session, model_id=model_id)
@@ -114,10 +123,19 @@ def read_and_score(
 def _reader(chunks: int) -> Executor:
     """Where chunks are read and scored ahead of writing: a second process for long jobs, so
     the work uses both cores (a thread shares the GIL, and row fetching takes it per row); a
-    thread for short ones, which do not repay a process start."""
-    if chunks >= PROCESS_FROM:
-        return ProcessPoolExecutor(max_workers=READ_AHEAD, mp_context=get_context("spawn"))
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read")
+    thread for short ones, which do not repay a process start.
+
+    The process is forked when this one runs a single thread (the CLI, a worker loop): it
+    starts at once, with the modules and the model already loaded. A web server's threads
+    could hold locks at the moment of a fork, so there a fresh interpreter is spawned (about
+    three seconds of imports, during which this process scores chunks itself).
+    """
+    if chunks < PROCESS_FROM:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read")
+    if threading.active_count() == 1 and "fork" in get_all_start_methods():
+        return ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"),
+                                   initializer=forget_inherited_connections)
+    return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
 
 
 def rescore_import(

@@ -42,6 +42,7 @@ def test_every_engagement_kind_has_a_stable_code() -> None:
 
     assert {k.value for k in ENGAGEMENT_KINDS} == set(totals.KIND_CODES)
     assert len(set(totals.KIND_CODES.values())) == len(totals.KIND_CODES)
+    assert totals._PACK.size == totals.RECORD.itemsize  # one lead and a batch agree
 
 
 def test_rescore_from_totals_equals_rescore_from_events(session: Session, now: datetime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -160,26 +161,34 @@ def write_scores(
     n = len(scored.lead_ids)
     if n == 0:
         return
-    bulk_upsert(
-        session, LeadScore.__table__,  # type: ignore[arg-type]
-        {
-            "lead_id": scored.lead_ids.tolist(),
-            "fit": np.round(scored.fit, 2).tolist(),
-            "engagement": np.round(scored.engagement, 2).tolist(),
-            "probability": [None] * n if scored.probability is None
-            else np.round(scored.probability, 5).tolist(),
-            "score": np.round(scored.score, 2).tolist(),
-            "grade": scored.grades.tolist(),
-            "is_mql": scored.is_mql.tolist(),
-            "mql_at": [now if m else None for m in scored.is_mql.tolist()],
-            "first_grade": scored.grades.tolist(),
-            "ruleset_version": [ruleset_version] * n,
-            "model_id": [model_id] * n,
-            "scored_at": [now] * n,
-            "engagement_totals": scored.totals,
-        },
-        key="lead_id", keep_existing=("mql_at", "first_grade"),
-    )
+    columns: dict[str, list[Any]] = {
+        "lead_id": scored.lead_ids.tolist(),
+        "fit": np.round(scored.fit, 2).tolist(),
+        "engagement": np.round(scored.engagement, 2).tolist(),
+        "probability": [None] * n if scored.probability is None
+        else np.round(scored.probability, 5).tolist(),
+        "score": np.round(scored.score, 2).tolist(),
+        "grade": scored.grades.tolist(),
+        "is_mql": scored.is_mql.tolist(),
+        "mql_at": [now if m else None for m in scored.is_mql.tolist()],
+        "ruleset_version": [ruleset_version] * n,
+        "model_id": [model_id] * n,
+        "scored_at": [now] * n,
+        "engagement_totals": scored.totals,
+    }
+    # Leads scored before are updated in place (on PostgreSQL an UPDATE from the staged rows
+    # costs about half an INSERT … ON CONFLICT); first-time leads are inserted.
+    stored = pd.notna(scored.previous_grade)
+    for rows, update_only in ((np.flatnonzero(stored), True), (np.flatnonzero(~stored), False)):
+        if not len(rows):
+            continue
+        part = columns if len(rows) == n else {
+            name: [values[i] for i in rows.tolist()] for name, values in columns.items()}
+        if not update_only:
+            part["first_grade"] = part["grade"]
+        bulk_upsert(session, LeadScore.__table__,  # type: ignore[arg-type]
+                    part, key="lead_id", update_only=update_only,
+                    keep_existing=("mql_at", "first_grade"))
     _record_changes(session, scored, now, summary)
     summary.leads += n
     for grade, count in zip(*np.unique(scored.grades, return_counts=True), strict=True):

@@ -253,3 +253,24 @@ def test_concurrent_events_cross_the_mql_line_once(db: Any, session: Session, no
     assert count(session, OutboxEvent, OutboxEvent.lead_id == lead.id) == 1
     assert count(session, Activity, Activity.lead_id == lead.id,
                  Activity.kind == ActivityKind.MQL_REACHED) == 1
+
+
+def test_rescore_keeps_first_grade_and_first_mql_time(session: Session, now: datetime) -> None:
+    leads = _varied_leads(session, now, 40, seed=8)
+    jobs.rescore_all(now=now)
+    session.expire_all()
+    first = {s.lead_id: (s.first_grade, s.mql_at) for s in session.scalars(select(LeadScore))}
+    assert any(mql_at is not None for _, mql_at in first.values())
+    document = scoring_service.default_document().model_copy(deep=True)
+    document.grading.thresholds = {"A+": 99.0, "A": 98.0, "B": 97.0, "C": 96.0}
+    scoring_service.save_ruleset(session=session, document=document, note="strict",
+                                 actor_id=None, now=now)
+    session.commit()
+    later = now + timedelta(days=3)
+    jobs.rescore_all(now=later)
+    session.expire_all()
+    after = {s.lead_id: s for s in session.scalars(select(LeadScore))}
+    assert len(after) == len(leads)
+    assert {i: (s.first_grade, s.mql_at) for i, s in after.items()} == first
+    assert all(s.scored_at == later and s.ruleset_version == 1 for s in after.values())
+    assert any(s.grade != first[i][0] for i, s in after.items())

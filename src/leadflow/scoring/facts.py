@@ -227,10 +227,14 @@ def read_batch(
     if ids is not None:
         where, params = "l.id IN :ids", {"ids": list(ids)}
         binds = [bindparam("ids", expanding=True)]
+        score_range = ""
     else:
         assert id_range is not None
         where, params = "l.id >= :low AND l.id < :high", {"low": id_range[0], "high": id_range[1]}
         binds = []
+        # Bounds the score rows too: otherwise PostgreSQL may hash the whole score table for
+        # each chunk, which grows with the database.
+        score_range = " AND s.lead_id >= :low AND s.lead_id < :high"
     columns = [c for c in LEAD_FACT_COLUMNS if c in fields]
     flagged = [c for c in LEAD_FACT_COLUMNS if c in flags]
     known = "CASE WHEN l.{c} IS NULL OR l.{c} = '' THEN 0 ELSE 1 END"
@@ -246,7 +250,7 @@ def read_batch(
     select_leads = text(
         f"SELECT {', '.join(selected)} FROM lead l "
         "LEFT JOIN campaign c ON c.id = l.campaign_id "
-        "LEFT JOIN lead_score s ON s.lead_id = l.id "
+        f"LEFT JOIN lead_score s ON s.lead_id = l.id{score_range} "
         f"WHERE {where} AND l.status != 'merged' ORDER BY l.id"
     ).bindparams(*binds)
     rows = _raw_rows(session, select_leads, {**params, "now": sql_timestamp(session, now)}

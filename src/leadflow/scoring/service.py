@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -358,7 +358,8 @@ def rescore_lead(
     facts, state = _read(session, lead_id)
     decision, ruleset, model_id = _decide(session, facts, now, state, explain=False)
     previous = facts.previous
-    crossed = decision.is_mql and not previous.is_mql and not _crossed_meanwhile(session, lead_id)
+    crossed = decision.is_mql and not previous.is_mql and not _crossed_meanwhile(
+        session, lead_id, scored_before=previous.grade is not None)
     bulk_upsert(
         session, LeadScore.__table__,  # type: ignore[arg-type]
         {"lead_id": [lead_id], "fit": [decision.fit], "engagement": [decision.engagement],
@@ -370,26 +371,52 @@ def rescore_lead(
              kind_totals(ruleset.document.engagement, facts.events, now))]},
         key="lead_id", keep_existing=("mql_at", "first_grade"),
     )
+    timeline = []
     if previous.grade is not None and previous.grade != decision.grade:
-        session.add(grade_change_activity(lead_id, previous.grade, decision, now, actor_id))
+        timeline.append(grade_change_activity(lead_id, previous.grade, decision, now, actor_id))
     if crossed:
-        session.add(mql_activity(lead_id, decision.grade, decision.score, now, actor_id))
-        session.add(mql_event(lead_id, decision.grade, decision.score, now))
-        # Past the MQL line the lead is due for routing (promotion to sales).
-        session.execute(update(Lead).where(Lead.id == lead_id).values(route_due_at=now))
+        timeline.append(mql_activity(lead_id, decision.grade, decision.score, now, actor_id))
+    if timeline:
+        _write_changes(session, lead_id, timeline, now, crossed=crossed,
+                       event=mql_event(lead_id, decision.grade, decision.score, now))
     return ScoreResult(lead_id, decision, ruleset.version, model_id, previous.grade, crossed)
 
 
-def _crossed_meanwhile(session: Session, lead_id: int) -> bool:
+def _write_changes(
+    session: Session, lead_id: int, timeline: list[dict[str, Any]], now: datetime, *,
+    crossed: bool, event: dict[str, Any],
+) -> None:
+    """Timeline rows of a re-score and, past the MQL line, the ``lead.mql`` event and the
+    lead's routing due time (promotion to sales): one statement on PostgreSQL, where these
+    round trips are most of a crossing's cost."""
+    activities = insert(Activity).values(timeline)
+    if not crossed:
+        session.execute(activities)
+        return
+    events = insert(OutboxEvent).values(event)
+    due = update(Lead).where(Lead.id == lead_id).values(route_due_at=now)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(due.add_cte(activities.cte("timeline"), events.cte("outbox")))
+        return
+    for stmt in (activities, events, due):
+        session.execute(stmt)
+
+
+def _crossed_meanwhile(session: Session, lead_id: int, *, scored_before: bool) -> bool:
     """Whether another transaction put the lead over the MQL line since we read it.
 
     Only asked when this re-score crosses the line (rarely), so the common path keeps its
-    round trips. The lead row is locked first (the score row may not exist yet), then the
-    score is read afresh: concurrent events for one lead report one crossing between them.
-    SQLite runs one writer at a time, so the lock is PostgreSQL's only.
+    round trips. The score row is locked and read in one statement (after waiting, the lock
+    returns the row as the other transaction left it); a lead never scored has no score row
+    yet, so its lead row is locked first and the score read afresh. Concurrent events for
+    one lead report one crossing between them. SQLite runs one writer at a time, so the lock
+    is PostgreSQL's only.
     """
     # NO KEY UPDATE: the event rows just inserted hold key-share locks on the lead (their
     # foreign key), which a plain FOR UPDATE would deadlock against.
+    if scored_before:
+        return bool(session.scalar(select(LeadScore.is_mql).where(LeadScore.lead_id == lead_id)
+                                   .with_for_update(key_share=True)))
     session.execute(select(Lead.id).where(Lead.id == lead_id).with_for_update(key_share=True))
     stored = session.scalar(select(LeadScore.is_mql).where(LeadScore.lead_id == lead_id))
     return bool(stored)
@@ -397,29 +424,28 @@ def _crossed_meanwhile(session: Session, lead_id: int) -> bool:
 
 def grade_change_activity(
     lead_id: int, previous: str, decision: ScoreDecision, now: datetime, actor_id: int | None
-) -> Activity:
+) -> dict[str, Any]:
     """The timeline entry for a grade change, with the top reason."""
     why = decision.override or (decision.reasons[0].text if decision.reasons else "")
-    return Activity(
-        lead_id=lead_id, kind=ActivityKind.GRADE_CHANGED, occurred_at=now, actor_id=actor_id,
-        summary=f"{previous} → {decision.grade}" + (f": {why}" if why else ""),
-        detail={"from": previous, "to": decision.grade, "score": decision.score},
-    )
+    return {"lead_id": lead_id, "kind": ActivityKind.GRADE_CHANGED, "occurred_at": now,
+            "actor_id": actor_id,
+            "summary": f"{previous} → {decision.grade}" + (f": {why}" if why else ""),
+            "detail": {"from": previous, "to": decision.grade, "score": decision.score}}
 
 
 def mql_activity(
     lead_id: int, grade: str, score: float, now: datetime, actor_id: int | None
-) -> Activity:
+) -> dict[str, Any]:
     """The timeline entry for crossing the MQL line."""
-    return Activity(lead_id=lead_id, kind=ActivityKind.MQL_REACHED, occurred_at=now,
-                    actor_id=actor_id, summary=f"MQL: {grade} ({score:.0f})",
-                    detail={"grade": grade, "score": score})
+    return {"lead_id": lead_id, "kind": ActivityKind.MQL_REACHED, "occurred_at": now,
+            "actor_id": actor_id, "summary": f"MQL: {grade} ({score:.0f})",
+            "detail": {"grade": grade, "score": score}}
 
 
-def mql_event(lead_id: int, grade: str, score: float, now: datetime) -> OutboxEvent:
+def mql_event(lead_id: int, grade: str, score: float, now: datetime) -> dict[str, Any]:
     """The outbox row that hands a new MQL to routing."""
-    return OutboxEvent(kind=EventKind.LEAD_MQL, lead_id=lead_id, created_at=now,
-                       payload={"grade": grade, "score": score})
+    return {"kind": EventKind.LEAD_MQL, "lead_id": lead_id, "created_at": now,
+            "payload": {"grade": grade, "score": score}, "attempts": 0}
 
 
 def record_activity(

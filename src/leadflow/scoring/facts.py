@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import CompoundSelect, Select, bindparam, literal, select, text, union_all
+from sqlalchemy import Select, bindparam, literal, select, text, union_all
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from leadflow.campaigns.models import Campaign
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, Lead, LeadStatus, Touchpoint
@@ -76,20 +78,40 @@ def with_counts(facts: Mapping[str, Any], events: Sequence[EngagementEvent]) -> 
     return out
 
 
+class _JsonRows(FunctionElement[Any]):
+    """Rows aggregated into one JSON array of arrays (``json_agg`` / ``json_group_array``),
+    so a lead's events come back in the same round trip as the lead."""
+
+    name = "json_rows"
+    inherit_cache = True
+
+
+@compiles(_JsonRows, "postgresql")
+def _json_rows_postgresql(element: _JsonRows, compiler: Any, **kw: Any) -> str:
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(_JsonRows, "sqlite")
+def _json_rows_sqlite(element: _JsonRows, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+
+
+_EVENTS = union_all(
+    select(Activity.kind.label("kind"), Activity.occurred_at.label("at"), Activity.value,
+           Activity.ref)
+    .where(Activity.lead_id == Lead.id,
+           Activity.kind.in_(sorted(k.value for k in ENGAGEMENT_KINDS))).correlate(Lead),
+    select(literal("captured"), Touchpoint.received_at, literal(None), literal(None))
+    .where(Touchpoint.lead_id == Lead.id).correlate(Lead),
+).subquery("e")
 # Built once: the request path should not pay for constructing statements.
 _LEAD_FACTS = (
     select(*(getattr(Lead, c) for c in LEAD_FACT_COLUMNS), Lead.custom_fields,
-           Campaign.channel, LeadScore.grade, LeadScore.is_mql, LeadScore.first_grade)
+           Campaign.channel, LeadScore.grade, LeadScore.is_mql, LeadScore.first_grade,
+           select(_JsonRows(*_EVENTS.c)).scalar_subquery().correlate(Lead))
     .outerjoin(Campaign, Campaign.id == Lead.campaign_id)
     .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
     .where(Lead.id == bindparam("lead_id"), Lead.status != LeadStatus.MERGED)
-)
-_LEAD_EVENTS: CompoundSelect = union_all(
-    select(Activity.kind, Activity.occurred_at, Activity.value, Activity.ref)
-    .where(Activity.lead_id == bindparam("lead_id"),
-           Activity.kind.in_(sorted(k.value for k in ENGAGEMENT_KINDS))),
-    select(literal("captured"), Touchpoint.received_at, literal(None), literal(None))
-    .where(Touchpoint.lead_id == bindparam("lead_id")),
 )
 
 
@@ -111,18 +133,19 @@ def read_lead(
     extras = tuple(values[len(values) - extra:]) if extra else ()
     values = values[:len(values) - extra]
     facts: dict[str, Any] = dict(zip(LEAD_FACT_COLUMNS, values, strict=False))
-    custom, channel, grade, mql, first_grade = values[len(LEAD_FACT_COLUMNS):]
+    custom, channel, grade, mql, first_grade, event_rows = values[len(LEAD_FACT_COLUMNS):]
     facts["channel"] = channel
     for name, value in (custom or {}).items():
         facts[f"custom.{name}"] = value
-    rows: Sequence[Any] = session.execute(_LEAD_EVENTS, {"lead_id": lead_id}).all()
-    events = [EngagementEvent(str(k), _aware(at), v, r) for k, at, v, r in rows]
+    if isinstance(event_rows, str):  # SQLite hands back the JSON text, psycopg parses it
+        event_rows = json.loads(event_rows)
+    events = [EngagementEvent(str(k), _aware(at), v, r) for k, at, v, r in event_rows or ()]
     return LeadFacts(lead_id, _with_flags(facts), events,
                      PreviousScore(grade, bool(mql), first_grade)), extras
 
 
 def _aware(value: Any) -> datetime:
-    # Core unions lose the column type on SQLite; parse what the driver hands back.
+    # Event times come inside JSON (ISO text); parse what the driver hands back.
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     parsed = datetime.fromisoformat(str(value))

@@ -31,3 +31,19 @@ def test_email_bench_runs_and_loses_nothing_after_a_kill(tmp_path: Path) -> None
     assert checks["smtp_missing"] == 0 and checks["smtp_unexpected"] == 0
     assert sqlite["raw_runs"][0]["smtp_distinct_message_ids"] == 300
     assert sqlite["emails_per_s"] > 0 and sqlite["raw_emails_per_s"] > 0
+
+
+def test_rescore_bench_runs_on_small_data(tmp_path: Path) -> None:
+    """Every lead is scored, re-scored after rule changes and after an engagement points
+    change (events read again), with a raw baseline beside it."""
+    env = {**os.environ, "LEADFLOW_BENCH_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "rescore_bench.py"), "--engines", "sqlite",
+         "--leads", "3000", "--runs", "2", "--train-sample", "2500", "--json"],
+        env=env, capture_output=True, text=True, timeout=600, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    sqlite = result["engines"]["sqlite"]
+    assert sum(sqlite["by_grade"].values()) == 3000
+    assert len(sqlite["rescore_seconds"]) == 2 and len(sqlite["raw_update_seconds"]) == 2
+    assert sqlite["rescore_leads_per_s"] > 0 and sqlite["raw_rows_per_s"] > 0
+    assert sqlite["engagement_change_leads_per_s"] > 0

@@ -321,7 +321,9 @@ def _age_sql(sqlite: bool, column: str) -> str:
     """Days from ``column`` to the bound ``:now``, as the database computes them."""
     if sqlite:
         return f"julianday(:now) - julianday({column})"
-    return f"EXTRACT(EPOCH FROM (CAST(:now AS timestamptz) - {column})) / 86400.0"
+    # As float8: EXTRACT gives numeric, which the driver would turn into Decimal objects.
+    return (f"CAST(EXTRACT(EPOCH FROM (CAST(:now AS timestamptz) - {column})) / 86400.0 "
+            "AS double precision)")
 
 
 def _read_events(

@@ -54,10 +54,13 @@ def acting_user(
     return user
 
 
-def progress() -> Progress:
-    """A Rich progress bar with a rate column (``rate=`` field)."""
+def progress(*, auto_refresh: bool = True) -> Progress:
+    """A Rich progress bar with a rate column (``rate=`` field).
+
+    ``auto_refresh=False`` redraws only on updates, without Rich's refresh thread (for jobs
+    that fork helper processes, which is only safe from a single-threaded process)."""
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
-        transient=False,
+        transient=False, auto_refresh=auto_refresh,
     )

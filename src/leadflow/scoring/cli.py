@@ -196,13 +196,15 @@ def _rescore(*, from_events: bool = False) -> batch.RescoreSummary:
     from leadflow.scoring import jobs
 
     now = clock.now()
-    with terminal.progress() as bar:
+    # No refresh thread: the re-score forks its read-ahead process when single-threaded.
+    with terminal.progress(auto_refresh=False) as bar:
         task = bar.add_task("re-scoring leads", total=None, rate="")
         started = time.perf_counter()
 
         def report_progress(done: int, total: int) -> None:
             rate = done / max(time.perf_counter() - started, 1e-9)
-            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} leads/s")
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} leads/s",
+                       refresh=True)
 
         return jobs.rescore_all(now=now, progress=report_progress, from_events=from_events)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from sqlalchemy.orm import Session
 from tests.scoring.test_service import _varied_leads, add_activity
 
 from leadflow.cleaning import service as cleaning_service
-from leadflow.leads.models import ActivityKind
+from leadflow.leads import imports
+from leadflow.leads.models import ActivityKind, Lead
 from leadflow.scoring import jobs, totals
 from leadflow.scoring import service as scoring_service
 from leadflow.scoring.models import LeadScore
@@ -83,21 +85,35 @@ def test_new_engagement_points_make_the_batch_read_events(session: Session,
         {i: v[1] for i, v in truth.items()})
 
 
-def test_events_added_without_a_rescore_are_not_lost(session: Session, now: datetime) -> None:
+def _batch_and_one_lead(session: Session, lead_id: int, now: datetime) -> tuple[float, float]:
+    """The lead's engagement after a batch re-score, and as the one-lead path (which reads
+    every event) computes it."""
+    jobs.rescore_all(now=now)
+    batch = _stored(session)[lead_id][1]
+    one = scoring_service.rescore_lead(session=session, lead_id=lead_id, now=now).decision
+    session.commit()
+    return batch, one.engagement
+
+
+def test_merges_and_forgotten_totals_lose_no_events(session: Session, now: datetime) -> None:
     a, b = _varied_leads(session, now, 2, seed=11)
     jobs.rescore_all(now=now)
     before = _stored(session)
-    # A merge moves b's events to a; an event written behind scoring's back is forgotten.
+    assert before[b.id][1] > 0  # b's events are worth something to a
+    # A merge moves b's events to a, and forgets a's totals by itself.
     cleaning_service.merge_leads(session=session, lead_ids=(a.id, b.id), keys=("manual",),
                                  similarity=None, actor_id=None, now=now)
+    session.commit()
+    merged, truth = _batch_and_one_lead(session, a.id, now)
+    assert merged == pytest.approx(truth, abs=0.01)
+    assert merged != pytest.approx(before[a.id][1], abs=0.01)
+    # An event written behind scoring's back counts once its writer forgets the totals.
     add_activity(session, a, ActivityKind.PAID_CONSULTATION, now)
     totals.forget(session=session, lead_ids=[a.id])
     session.commit()
-    jobs.rescore_all(now=now)
-    after = _stored(session)
-    one = scoring_service.rescore_lead(session=session, lead_id=a.id, now=now).decision
-    assert after[a.id][1] == pytest.approx(one.engagement, abs=0.01)
-    assert after[a.id][1] > before[a.id][1]
+    later, truth = _batch_and_one_lead(session, a.id, now)
+    assert later == pytest.approx(truth, abs=0.01)
+    assert later > merged
 
 
 _event = st.builds(
@@ -145,3 +161,23 @@ def test_rows_encode_like_one_lead() -> None:
     assert _decoded(rows[2]) == {"web_visit": (2, 1.5), "replied": (3, -2.0)}
     assert _decoded(totals.encode({"web_visit": (2, 1.5), "replied": (3, -2.0)})) \
         == _decoded(rows[2])
+
+
+def test_an_import_merging_into_a_scored_lead_forgets_its_totals(
+        session: Session, now: datetime, tmp_path: Path) -> None:
+    header = "编号,姓名,手机号,公司名称,城市\n"
+    first = tmp_path / "first.csv"
+    first.write_text(header + "A1,张伟,13800138000,北京星辰数据科技有限公司,北京\n", "utf-8")
+    imports.import_file(path=first, source="expo", campaign_id=None, actor_id=None)
+    lead_id = session.scalar(select(Lead.id))
+    assert lead_id is not None
+    jobs.rescore_all(now=now)
+    alone = _stored(session)[lead_id][1]
+    second = tmp_path / "second.csv"
+    second.write_text(header + "B7,张伟,+86 138 0013 8000,北京星辰数据科技有限公司,北京\n",
+                      "utf-8")
+    summary = imports.import_file(path=second, source="fair", campaign_id=None, actor_id=None)
+    assert summary.merged == 1
+    merged, truth = _batch_and_one_lead(session, lead_id, now)
+    assert merged == pytest.approx(truth, abs=0.01)
+    assert merged > alone  # the second touchpoint counts

@@ -39,7 +39,6 @@ from leadflow.leads.models import Activity, ActivityKind, Lead, LeadStatus, Touc
 from leadflow.leads.rules import CleanRecord, clean_record
 from leadflow.routing import service as routing_service
 from leadflow.scoring import batch as scoring_batch
-from leadflow.scoring import totals as scoring_totals
 
 _lead = cast(Table, Lead.__table__)
 _touch = cast(Table, Touchpoint.__table__)
@@ -270,11 +269,6 @@ def capture_batch(
         )
     result.results = [r for r in slots if r is not None]
     bulk_insert(session, _touch, touch_rows)
-    merged_into = sorted({r.lead_id for r in result.results
-                          if r.outcome == Outcome.MERGED and r.lead_id is not None})
-    if merged_into:
-        # Their new touchpoints are events their stored engagement totals lack.
-        scoring_totals.forget(session=session, lead_ids=merged_into)
     if activity_rows:
         bulk_insert(session, _activity, activity_rows)
     return result

@@ -28,9 +28,10 @@ from leadflow.cleaning.rules import MatchThresholds
 from leadflow.config import get_settings
 from leadflow.db import session_scope
 from leadflow.leads import files
-from leadflow.leads.capture import IncomingRecord, Reject, capture_batch
+from leadflow.leads.capture import IncomingRecord, Outcome, Reject, capture_batch
 from leadflow.leads.models import ImportJob, ImportReject, ImportStatus
 from leadflow.leads.rules import CleanRecord, clean_record
+from leadflow.scoring import totals as scoring_totals
 
 # Below this many rows a second process costs more (start-up) than it saves.
 PARALLEL_MIN_ROWS = 20_000
@@ -252,6 +253,12 @@ def run_job(
                     provider=provider, actor_id=actor_id,
                 )
                 _store_rejects(session, job_id, result.rejects)
+                # Leads merged into have new touchpoints, and are re-scored only after the
+                # whole file (rescore_import): drop their stored engagement totals now.
+                merged_into = sorted({r.lead_id for r in result.results
+                                      if r.outcome == Outcome.MERGED and r.lead_id is not None})
+                if merged_into:
+                    scoring_totals.forget(session=session, lead_ids=merged_into)
                 session.execute(
                     update(ImportJob).where(ImportJob.id == job_id).values(
                         rows_read=ImportJob.rows_read + len(chunk),

@@ -12,7 +12,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from leadflow.db import bulk_insert, bulk_upsert
-from leadflow.events.models import EventKind, OutboxEvent
+from leadflow.events.models import OutboxEvent
 from leadflow.leads.models import Activity, ActivityKind, Lead
 from leadflow.scoring import learning, totals
 from leadflow.scoring import service as scoring_service
@@ -77,10 +77,11 @@ def score_chunk(
     model: tuple[int, learning.ConversionModel] | None, now: datetime,
     summary: RescoreSummary,
 ) -> None:
-    """Score one chunk of leads (``ids`` or ``id_range``) and store it with its changes."""
-    batch = read_chunk(session, chunk, ruleset.document, now, model=model is not None,
-                       totals_versions=scoring_service.totals_versions(
-                           session=session, document=ruleset.document))
+    """Score one chunk of leads (``ids`` or ``id_range``) and store it with its changes.
+
+    Every lead's events are read: these are leads just captured or merged into, whose events
+    changed since any stored engagement totals."""
+    batch = read_chunk(session, chunk, ruleset.document, now, model=model is not None)
     store_chunk(session, batch, ruleset, model, now, summary)
 
 
@@ -204,20 +205,17 @@ def _record_changes(
     crossed = np.flatnonzero(scored.is_mql & ~scored.previous_mql)
     rows = [
         {"lead_id": int(lead_ids[i]), "kind": ActivityKind.GRADE_CHANGED.value,
-         "occurred_at": now, "summary": f"{previous[i]} → {grades[i]} (re-scored)",
+         "occurred_at": now, "actor_id": None,
+         "summary": f"{previous[i]} → {grades[i]} (re-scored)",
          "detail": {"from": previous[i], "to": grades[i], "score": round(float(score[i]), 2)}}
         for i in changed
     ]
-    rows += [
-        {"lead_id": int(lead_ids[i]), "kind": ActivityKind.MQL_REACHED.value,
-         "occurred_at": now, "summary": f"MQL: {grades[i]} ({score[i]:.0f})",
-         "detail": {"grade": grades[i], "score": round(float(score[i]), 2)}}
-        for i in crossed
-    ]
+    rows += [scoring_service.mql_activity(int(lead_ids[i]), grades[i],
+                                          round(float(score[i]), 2), now, None)
+             for i in crossed]
     bulk_insert(session, Activity.__table__, rows)  # type: ignore[arg-type]
     bulk_insert(session, OutboxEvent.__table__, [  # type: ignore[arg-type]
-        {"kind": EventKind.LEAD_MQL.value, "lead_id": int(lead_ids[i]), "created_at": now,
-         "payload": {"grade": grades[i], "score": round(float(score[i]), 2)}, "attempts": 0}
+        scoring_service.mql_event(int(lead_ids[i]), grades[i], round(float(score[i]), 2), now)
         for i in crossed
     ])
     if len(crossed):

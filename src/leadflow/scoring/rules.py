@@ -89,6 +89,8 @@ class ScoreDecision:
     is_mql: bool
     reasons: tuple[Reason, ...] = field(default_factory=tuple)
     override: str | None = None
+    # Per activity kind: events and decayed points before caps (what scoring.totals stores).
+    kind_totals: Mapping[str, tuple[int, float]] = field(default_factory=dict)
 
 
 # --- conditions -----------------------------------------------------------------------------
@@ -296,7 +298,13 @@ def engagement_score(
     3. Each kind's total is bounded by its cap (both signs), then all kinds are summed.
     4. The sum is clamped to ``min_total..max_total``.
     """
-    per_kind = kind_totals(config, events, now)
+    return engagement_from_kinds(config, kind_totals(config, events, now))
+
+
+def engagement_from_kinds(
+    config: EngagementConfig, per_kind: Mapping[str, tuple[int, float]]
+) -> tuple[float, list[Reason], dict[str, int]]:
+    """Steps 3 and 4 of :func:`engagement_score` on :func:`kind_totals`' result."""
     total = 0.0
     reasons: list[Reason] = []
     for kind, (n, points) in per_kind.items():
@@ -496,7 +504,8 @@ def decide(
     4. MQL when the final grade is at or above the line.
     """
     fit, fit_reasons = fit_score(document.fit, facts)
-    engagement, engagement_reasons, counts = engagement_score(document.engagement, events, now)
+    per_kind = kind_totals(document.engagement, events, now)
+    engagement, engagement_reasons, counts = engagement_from_kinds(document.engagement, per_kind)
     score = combine(document, fit, engagement, model_percentile)
     full_facts = dict(facts)
     full_facts.update({f"{ACTIVITY_PREFIX}{kind}": n for kind, n in counts.items()})
@@ -514,4 +523,5 @@ def decide(
         fit=round(fit, 2), engagement=round(engagement, 2), probability=probability,
         score=round(score, 2), grade=grade, is_mql=is_mql(document.grading, grade),
         reasons=tuple(reasons), override=override.label if override else None,
+        kind_totals=per_kind,
     )

@@ -37,7 +37,6 @@ from leadflow.scoring.rules import (
     Reason,
     ScoreDecision,
     decide,
-    kind_totals,
     next_grade,
 )
 from leadflow.scoring.schemas import ActivityIn, FlagIn, RulesetDocument
@@ -367,8 +366,7 @@ def rescore_lead(
          "grade": [decision.grade], "is_mql": [decision.is_mql],
          "mql_at": [now if decision.is_mql else None], "first_grade": [decision.grade],
          "ruleset_version": [ruleset.version], "model_id": [model_id], "scored_at": [now],
-         "engagement_totals": [totals.encode(
-             kind_totals(ruleset.document.engagement, facts.events, now))]},
+         "engagement_totals": [totals.encode(decision.kind_totals)]},
         key="lead_id", keep_existing=("mql_at", "first_grade"),
     )
     timeline = []
@@ -377,20 +375,21 @@ def rescore_lead(
     if crossed:
         timeline.append(mql_activity(lead_id, decision.grade, decision.score, now, actor_id))
     if timeline:
-        _write_changes(session, lead_id, timeline, now, crossed=crossed,
-                       event=mql_event(lead_id, decision.grade, decision.score, now))
+        _write_changes(session, lead_id, timeline, now,
+                       event=mql_event(lead_id, decision.grade, decision.score, now)
+                       if crossed else None)
     return ScoreResult(lead_id, decision, ruleset.version, model_id, previous.grade, crossed)
 
 
 def _write_changes(
     session: Session, lead_id: int, timeline: list[dict[str, Any]], now: datetime, *,
-    crossed: bool, event: dict[str, Any],
+    event: dict[str, Any] | None,
 ) -> None:
-    """Timeline rows of a re-score and, past the MQL line, the ``lead.mql`` event and the
-    lead's routing due time (promotion to sales): one statement on PostgreSQL, where these
-    round trips are most of a crossing's cost."""
+    """Timeline rows of a re-score and, past the MQL line (``event``), the ``lead.mql`` event
+    and the lead's routing due time (promotion to sales): one statement on PostgreSQL, where
+    these round trips are most of a crossing's cost."""
     activities = insert(Activity).values(timeline)
-    if not crossed:
+    if event is None:
         session.execute(activities)
         return
     events = insert(OutboxEvent).values(event)
@@ -427,7 +426,7 @@ def grade_change_activity(
 ) -> dict[str, Any]:
     """The timeline entry for a grade change, with the top reason."""
     why = decision.override or (decision.reasons[0].text if decision.reasons else "")
-    return {"lead_id": lead_id, "kind": ActivityKind.GRADE_CHANGED, "occurred_at": now,
+    return {"lead_id": lead_id, "kind": ActivityKind.GRADE_CHANGED.value, "occurred_at": now,
             "actor_id": actor_id,
             "summary": f"{previous} → {decision.grade}" + (f": {why}" if why else ""),
             "detail": {"from": previous, "to": decision.grade, "score": decision.score}}
@@ -437,14 +436,14 @@ def mql_activity(
     lead_id: int, grade: str, score: float, now: datetime, actor_id: int | None
 ) -> dict[str, Any]:
     """The timeline entry for crossing the MQL line."""
-    return {"lead_id": lead_id, "kind": ActivityKind.MQL_REACHED, "occurred_at": now,
+    return {"lead_id": lead_id, "kind": ActivityKind.MQL_REACHED.value, "occurred_at": now,
             "actor_id": actor_id, "summary": f"MQL: {grade} ({score:.0f})",
             "detail": {"grade": grade, "score": score}}
 
 
 def mql_event(lead_id: int, grade: str, score: float, now: datetime) -> dict[str, Any]:
     """The outbox row that hands a new MQL to routing."""
-    return {"kind": EventKind.LEAD_MQL, "lead_id": lead_id, "created_at": now,
+    return {"kind": EventKind.LEAD_MQL.value, "lead_id": lead_id, "created_at": now,
             "payload": {"grade": grade, "score": score}, "attempts": 0}
 
 

@@ -95,6 +95,23 @@ def use_database(url: str) -> Iterator[None]:
         get_settings.cache_clear()
 
 
+def analyze(url: str) -> None:
+    """Fresh planner statistics after bulk changes (``VACUUM ANALYZE`` on PostgreSQL,
+    ``ANALYZE`` on SQLite)."""
+    from sqlalchemy import text
+
+    from leadflow.db import get_engine
+
+    with use_database(url):
+        engine = get_engine()
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+        else:
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+
+
 def workdir() -> Path:
     """Scratch space for generated files and SQLite databases."""
     base = Path(os.environ.get("LEADFLOW_BENCH_DIR", tempfile.gettempdir())) / "leadflow-bench"

@@ -55,7 +55,16 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Database, console, emit, fresh_database, median, use_database, workdir
+from common import (
+    Database,
+    analyze,
+    console,
+    emit,
+    fresh_database,
+    median,
+    use_database,
+    workdir,
+)
 
 SEED = 5
 # Thursday 2026-11-26 10:00 in Shanghai: a working day, inside the steps' window.
@@ -130,20 +139,6 @@ def populate(url: str, steps: int) -> dict[str, int]:
                 session.execute(text(f"SELECT setval('{table}_id_seq', :n)"), {"n": steps})
     analyze(url)
     return ids
-
-
-def analyze(url: str) -> None:
-    """Fresh planner statistics after bulk changes."""
-    from leadflow.db import get_engine
-
-    with use_database(url):
-        engine = get_engine()
-        if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE"))
-        else:
-            with engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
 
 
 # --------------------------------------------------------------------------- CPU accounting

@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Timer, emit, fresh_database, median, percentile, use_database, workdir
+from common import (
+    Timer,
+    analyze,
+    emit,
+    fresh_database,
+    median,
+    percentile,
+    use_database,
+    workdir,
+)
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SEED = 5
@@ -174,18 +183,6 @@ def raw_update(url: str, n: int, run: int) -> float:
     return timer.seconds
 
 
-def vacuum(url: str) -> None:
-    """VACUUM ANALYZE (PostgreSQL) or ANALYZE (SQLite) the scored tables."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        verb = "ANALYZE" if url.startswith("sqlite") else "VACUUM ANALYZE"
-        for table in ("lead", "lead_score", "activity", "touchpoint"):
-            conn.execute(text(f"{verb} {table}"))
-    engine.dispose()
-
-
 def one_lead(url: str, n: int, samples: int) -> dict[str, float]:
     """Re-score one lead after an event, next to a raw one-row UPDATE, with and without the
     commit (the commit is the request's, and on this disk it alone can take milliseconds)."""
@@ -255,7 +252,7 @@ def main() -> None:
         one = None
         if engine in args.one_lead_engines.split(","):
             # Measured in a steady state, before the batch runs leave dead rows for vacuum.
-            vacuum(db.url)
+            analyze(db.url)
             # In a fresh process, like an app worker: not one holding a million generated rows.
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 one = pool.submit(one_lead, db.url, args.leads, args.one_lead_samples).result()

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import (
     Database,
     Timer,
+    analyze,
     console,
     emit,
     fresh_database,
@@ -102,20 +103,6 @@ def populate(url: str, teams: int, reps: int, leads: int) -> list[int]:
             session.execute(text("SELECT setval('lead_id_seq', :n)"), {"n": leads})
     analyze(url)
     return user_ids
-
-
-def analyze(url: str) -> None:
-    """Fresh planner statistics (PostgreSQL) after bulk changes."""
-    from leadflow.db import get_engine
-
-    with use_database(url):
-        engine = get_engine()
-        if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE"))
-        else:
-            with engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
 
 
 def reset(url: str) -> None:

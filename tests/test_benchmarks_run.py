@@ -7,19 +7,24 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_bench(work: Path, script: str, *args: str) -> Any:
+    """Run a benchmark with ``--json`` (scratch files under ``work``) and parse its output."""
+    env = {**os.environ, "LEADFLOW_BENCH_DIR": str(work)}
+    out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args, "--json"],
+                         env=env, capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_email_bench_runs_and_loses_nothing_after_a_kill(tmp_path: Path) -> None:
     """Two workers, one killed with SIGKILL mid-run, 300 steps on SQLite: every step has
     exactly one outbox row, every message is sent and reaches the SMTP server."""
-    env = {**os.environ, "LEADFLOW_BENCH_DIR": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "email_bench.py"), "--engines", "sqlite",
-         "--steps", "300", "--batch", "50", "--lease", "1", "--json"],
-        env=env, capture_output=True, text=True, timeout=300, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_bench(tmp_path, "email_bench.py", "--engines", "sqlite", "--steps", "300",
+                       "--batch", "50", "--lease", "1")
     sqlite = result["sqlite"]
     checks = sqlite["runs"][0]["checks"]
     assert checks["messages"] == 300
@@ -36,12 +41,8 @@ def test_email_bench_runs_and_loses_nothing_after_a_kill(tmp_path: Path) -> None
 def test_rescore_bench_runs_on_small_data(tmp_path: Path) -> None:
     """Every lead is scored, re-scored after rule changes and after an engagement points
     change (events read again), with a raw baseline beside it."""
-    env = {**os.environ, "LEADFLOW_BENCH_DIR": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "rescore_bench.py"), "--engines", "sqlite",
-         "--leads", "3000", "--runs", "2", "--train-sample", "2500", "--json"],
-        env=env, capture_output=True, text=True, timeout=600, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_bench(tmp_path, "rescore_bench.py", "--engines", "sqlite", "--leads", "3000",
+                       "--runs", "2", "--train-sample", "2500")
     sqlite = result["engines"]["sqlite"]
     assert sum(sqlite["by_grade"].values()) == 3000
     assert len(sqlite["rescore_seconds"]) == 2 and len(sqlite["raw_update_seconds"]) == 2

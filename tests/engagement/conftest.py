@@ -78,3 +78,12 @@ def routed(session: Session, now: datetime, grade: str, **fields: Any) -> tuple[
     owner = session.get(User, lead.owner_id)
     assert owner is not None
     return lead, owner
+
+
+def two_c_leads_of_one_rep(session: Session, now: datetime) -> tuple[Lead, Lead, User]:
+    """Two C leads routed round-robin to the same rep (the other rep gets one between)."""
+    first, rep = routed(session, now, "C")
+    routed(session, now, "C")  # the other rep's
+    second, rep2 = routed(session, now, "C")
+    assert rep2.id == rep.id
+    return first, second, rep

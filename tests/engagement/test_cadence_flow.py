@@ -30,7 +30,7 @@ from leadflow.queue import service as queue_service
 from leadflow.routing import service as routing_service
 from leadflow.routing.models import LeadPool, PoolKind
 
-from .conftest import Floor, make_lead, routed
+from .conftest import Floor, make_lead, routed, two_c_leads_of_one_rep
 
 
 def count(session: Session, model: type, *where: Any) -> int:
@@ -168,10 +168,7 @@ def test_a_reply_ends_the_cadence_and_puts_an_answer_task_first(
 
 def test_engagement_moves_the_leads_task_ahead_of_older_work(
         session: Session, now: datetime, floor: Floor) -> None:
-    _first, rep = routed(session, now, "C")
-    routed(session, now, "C")  # the other rep's
-    second, rep2 = routed(session, now, "C")
-    assert rep2.id == rep.id
+    _first, second, rep = two_c_leads_of_one_rep(session, now)
     later = now + timedelta(minutes=5)
     assert cadences_service.on_engagement(session=session, lead_id=second.id, now=later) == 1
     card = queue_service.next_task(session=session, user=rep, now=later)
@@ -269,10 +266,7 @@ def test_skipping_needs_a_reason_and_is_on_the_timeline(
 def test_a_lead_moves_ahead_in_its_best_hour_to_contact(
         session: Session, now: datetime, floor: Floor) -> None:
     # Two C leads for one rep; the second always opened emails around 15:00 Beijing time.
-    first, rep = routed(session, now, "C")
-    routed(session, now, "C")  # the other rep's
-    second, rep2 = routed(session, now, "C")
-    assert rep2.id == rep.id
+    first, second, rep = two_c_leads_of_one_rep(session, now)
     for day in (1, 2):
         session.add(Activity(lead_id=second.id, kind=ActivityKind.EMAIL_OPENED,
                              occurred_at=now - timedelta(days=day, hours=-5), summary="open"))

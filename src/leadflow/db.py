@@ -303,7 +303,16 @@ def bulk_upsert(
             f'SELECT {col_list} FROM "{table.name}" WITH NO DATA'
         )
         cur.execute(f'TRUNCATE "{staging}"')
-        with cur.copy(f'COPY "{staging}" ({col_list}) FROM STDIN') as copy:
+        # Binary COPY halves the cost of wide rows (no number formatting or parsing on
+        # either side). JSON travels pre-serialised as text, so tables with it use text.
+        binary = not any(_converter(table.c[name], False) is _to_json for name in names)
+        if binary:
+            cur.execute(f'SELECT {col_list} FROM "{staging}" LIMIT 0')
+            types = [column.type_code for column in cur.description or ()]
+        with cur.copy(f'COPY "{staging}" ({col_list}) FROM STDIN'
+                      + (" (FORMAT BINARY)" if binary else "")) as copy:
+            if binary:
+                copy.set_types(types)
             for values in zip(*converted, strict=True):
                 copy.write_row(values)
         if update_only:

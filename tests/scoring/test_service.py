@@ -148,9 +148,15 @@ def test_new_rule_version_is_recorded_and_used_by_rescore(session: Session, now:
     assert {s.ruleset_version for s in scores} == {1}
     overridden = {"A+", "C"}  # the brief's overrides still apply
     assert all(s.grade == "D" or s.grade in overridden for s in scores)
-    assert summary.grade_changes == count(session, Activity,
-                                          Activity.kind == ActivityKind.GRADE_CHANGED)
-    assert summary.grade_changes > 0 and len(leads) == 20
+    changes = session.scalars(
+        select(Activity).where(Activity.kind == ActivityKind.GRADE_CHANGED)).all()
+    assert summary.grade_changes == len(changes) > 0 and len(leads) == 20
+    by_lead = {s.lead_id: s for s in scores}
+    for change in changes:  # the batch writes the detail's JSON by hand: it must read back
+        stored = by_lead[change.lead_id]
+        assert change.detail["to"] == stored.grade != change.detail["from"]
+        assert change.detail["score"] == pytest.approx(stored.score, abs=0.01)
+        assert change.summary == f"{change.detail['from']} → {stored.grade} (re-scored)"
 
 
 def test_invalid_rule_set_says_where(session: Session) -> None:

@@ -196,6 +196,13 @@ def write_scores(
         summary.by_grade[str(grade)] += int(count)
 
 
+def _grade_change_detail(before: str, after: str, score: float) -> str:
+    """A grade change's detail as JSON text, written directly: a re-grade can produce
+    hundreds of thousands, and ``json.dumps`` costs ten times more. Grades are fixed
+    two-character names and the score a finite float, so nothing needs escaping."""
+    return f'{{"from": "{before}", "to": "{after}", "score": {score!r}}}'
+
+
 def _record_changes(
     session: Session, scored: ScoredChunk, now: datetime, summary: RescoreSummary
 ) -> None:
@@ -203,12 +210,13 @@ def _record_changes(
     previous = scored.previous_grade
     changed = np.flatnonzero(pd.notna(previous) & (previous != grades))
     crossed = np.flatnonzero(scored.is_mql & ~scored.previous_mql)
+    before, after = previous[changed].tolist(), grades[changed].tolist()
     rows = [
-        {"lead_id": int(lead_ids[i]), "kind": ActivityKind.GRADE_CHANGED.value,
-         "occurred_at": now, "actor_id": None,
-         "summary": f"{previous[i]} → {grades[i]} (re-scored)",
-         "detail": {"from": previous[i], "to": grades[i], "score": round(float(score[i]), 2)}}
-        for i in changed
+        {"lead_id": lead_id, "kind": ActivityKind.GRADE_CHANGED.value, "occurred_at": now,
+         "actor_id": None,
+         "summary": f"{b} → {a} (re-scored)", "detail": _grade_change_detail(b, a, points)}
+        for lead_id, b, a, points in zip(lead_ids[changed].tolist(), before, after,
+                                         np.round(score[changed], 2).tolist(), strict=True)
     ]
     rows += [scoring_service.mql_activity(int(lead_ids[i]), grades[i],
                                           round(float(score[i]), 2), now, None)

@@ -1,0 +1,60 @@
+"""The bulk write paths every batch job relies on, on the engine under test."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from leadflow.db import bulk_upsert
+from leadflow.leads.models import Lead
+from leadflow.scoring.models import LeadScore
+
+
+def _leads(session: Session, now: datetime, n: int) -> list[int]:
+    leads = [Lead(created_at=now, updated_at=now, tags=[], custom_fields={}, name=f"L{i}")
+             for i in range(n)]
+    session.add_all(leads)
+    session.flush()
+    return [lead.id for lead in leads]
+
+
+def _columns(ids: list[int], now: datetime, grade: str, mql: list[bool]) -> dict[str, list]:
+    n = len(ids)
+    return {
+        "lead_id": ids, "fit": [10.5] * n, "engagement": [2.25] * n,
+        "probability": [None if i % 2 else 0.125 for i in range(n)],
+        "score": [float(i) for i in range(n)], "grade": [grade] * n, "is_mql": mql,
+        "mql_at": [now if m else None for m in mql], "first_grade": [grade] * n,
+        "ruleset_version": [3] * n, "model_id": [None] * n, "scored_at": [now] * n,
+        "engagement_totals": [bytes([i % 256]) * 13 for i in range(n)],
+    }
+
+
+def test_bulk_upsert_inserts_updates_and_keeps_first_facts(session: Session,
+                                                           now: datetime) -> None:
+    """Staged (COPY) and small paths alike: every kind of value survives the round trip,
+    ``update_only`` touches only stored keys, ``keep_existing`` keeps stored non-nulls."""
+    for n in (3, 120):  # below and above the staging-table threshold
+        ids = _leads(session, now, n + 1)
+        stored, fresh = ids[:n], ids[n]
+        bulk_upsert(session, LeadScore.__table__,  # type: ignore[arg-type]
+                    _columns(stored, now, "B", [i == 0 for i in range(n)]), key="lead_id")
+        later = now + timedelta(days=1)
+        update = _columns([*stored, fresh], later, "A", [True] * (n + 1))
+        del update["first_grade"]
+        bulk_upsert(session, LeadScore.__table__, update,  # type: ignore[arg-type]
+                    key="lead_id", update_only=True, keep_existing=("mql_at",))
+        session.expire_all()
+        rows = {r.lead_id: r for r in session.scalars(
+            select(LeadScore).where(LeadScore.lead_id.in_(ids)))}
+        assert set(rows) == set(stored)  # update_only inserted nothing
+        for i, lead_id in enumerate(stored):
+            row = rows[lead_id]
+            assert (row.grade, row.first_grade, row.is_mql) == ("A", "B", True)
+            assert row.scored_at == later and row.score == float(i)
+            assert row.mql_at == (now if i == 0 else later)  # the first crossing is kept
+            assert row.probability == (None if i % 2 else 0.125)
+            assert row.engagement_totals == bytes([i % 256]) * 13
+            assert (row.fit, row.engagement, row.ruleset_version) == (10.5, 2.25, 3)

@@ -10,8 +10,10 @@ sample of it and makes it active. Then, per engine, in the same run:
   engagement totals no longer hold, so every lead's events are read again);
 * **raw baseline**: an UPDATE of one column (``score``) of the same rows with new values, in
   the same 50,000-row transactions, through the fastest plain path each engine has
-  (``executemany`` on SQLite; ``COPY`` into a temporary table and one ``UPDATE … FROM`` on
-  PostgreSQL) — the floor of writing anything per lead;
+  (``executemany`` on SQLite; binary ``COPY`` into a temporary table and one
+  ``UPDATE … FROM`` on PostgreSQL) — the floor of writing anything per lead;
+* **score rows alone**: every stored score row rewritten in full through the same path,
+  nothing read or scored in the timing — how much of the ratio writing a score costs;
 * **one lead** (PostgreSQL by default): ``record_activity`` (insert the event, re-score, store,
   commit) on random leads, next to a raw baseline of a one-row UPDATE and commit.
 
@@ -183,6 +185,33 @@ def raw_update(url: str, n: int, run: int) -> float:
     return timer.seconds
 
 
+def score_row_floor(url: str, n: int, run: int) -> float:
+    """Rewrite every stored score row in full — each column a re-score writes, values as
+    stored with the score nudged — in the same chunks and through the same write path, with
+    no reading or scoring timed and no timeline rows: the floor of storing scores at all."""
+    from sqlalchemy import select
+
+    from leadflow.db import bulk_upsert, session_scope
+    from leadflow.scoring.models import LeadScore
+
+    table = LeadScore.__table__
+    names = [c for c in table.c.keys() if c != "first_grade"]  # noqa: SIM118
+    rng = random.Random(run)
+    seconds = 0.0
+    with use_database(url):
+        for start in range(1, n + 1, CHUNK):
+            with session_scope() as session:
+                rows = session.execute(select(*(table.c[c] for c in names)).where(
+                    table.c.lead_id.between(start, start + CHUNK - 1))).all()
+            columns = {c: [r[i] for r in rows] for i, c in enumerate(names)}
+            columns["score"] = [rng.random() * 100 for _ in rows]
+            with session_scope() as session, Timer() as timer:
+                bulk_upsert(session, table, columns,  # type: ignore[arg-type]
+                            key="lead_id", update_only=True, keep_existing=("mql_at",))
+            seconds += timer.seconds
+    return seconds
+
+
 def one_lead(url: str, n: int, samples: int) -> dict[str, float]:
     """Re-score one lead after an event, next to a raw one-row UPDATE, with and without the
     commit (the commit is the request's, and on this disk it alone can take milliseconds)."""
@@ -256,11 +285,12 @@ def main() -> None:
             # In a fresh process, like an app worker: not one holding a million generated rows.
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 one = pool.submit(one_lead, db.url, args.leads, args.one_lead_samples).result()
-        batch_s, raw_s = [], []
+        batch_s, raw_s, floor_s = [], [], []
         for run in range(args.runs):
             change_rules(db.url, run)
             batch_s.append(rescore(db.url)["seconds"])
             raw_s.append(raw_update(db.url, args.leads, run))
+            floor_s.append(score_row_floor(db.url, args.leads, run))
         change_engagement(db.url)
         from_events = rescore(db.url)["seconds"]
         out: dict[str, Any] = {
@@ -272,6 +302,8 @@ def main() -> None:
             "rescore_leads_per_s": round(args.leads / median(batch_s)),
             "raw_rows_per_s": round(args.leads / median(raw_s)),
             "ratio": round(median(batch_s) / median(raw_s), 2),
+            "score_row_floor_seconds": [round(s, 2) for s in floor_s],
+            "score_row_floor_ratio": round(median(floor_s) / median(raw_s), 2),
             "engagement_change_seconds": round(from_events, 2),
             "engagement_change_leads_per_s": round(args.leads / from_events),
         }
@@ -279,7 +311,8 @@ def main() -> None:
             out["one_lead"] = one
         results["engines"][engine] = out
         rows.append([engine, f"{out['rescore_leads_per_s']:,}", f"{out['raw_rows_per_s']:,}",
-                     f"{out['ratio']:.2f}x", f"{out['first_scoring_leads_per_s']:,}",
+                     f"{out['ratio']:.2f}x", f"{out['score_row_floor_ratio']:.2f}x",
+                     f"{out['first_scoring_leads_per_s']:,}",
                      f"{out['engagement_change_leads_per_s']:,}",
                      f"{out['one_lead']['rescore_p99_ms']:.2f} ms "
                      f"(raw {out['one_lead']['raw_p99_ms']:.2f}; with commit "
@@ -290,6 +323,7 @@ def main() -> None:
     emit(results, as_json=args.json, title=f"re-score {args.leads:,} leads (median of "
          f"{args.runs})", rows=rows,
          headers=["engine", "re-score leads/s", "raw UPDATE rows/s", "ratio",
+                  "score rows alone / raw",
                   "first scoring leads/s", "after a points change leads/s", "one lead p99"])
 
 

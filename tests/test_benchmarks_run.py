@@ -47,4 +47,5 @@ def test_rescore_bench_runs_on_small_data(tmp_path: Path) -> None:
     assert sum(sqlite["by_grade"].values()) == 3000
     assert len(sqlite["rescore_seconds"]) == 2 and len(sqlite["raw_update_seconds"]) == 2
     assert sqlite["rescore_leads_per_s"] > 0 and sqlite["raw_rows_per_s"] > 0
+    assert len(sqlite["score_row_floor_seconds"]) == 2 and sqlite["score_row_floor_ratio"] > 0
     assert sqlite["engagement_change_leads_per_s"] > 0

@@ -38,7 +38,7 @@ from leadflow.scoring.schemas import RulesetDocument
 
 Progress = Callable[[int, int], None]
 # Chunks handed to the read-ahead helper at a time (each read on its own connection).
-READ_AHEAD = 2
+READ_AHEAD = 4
 # From this many chunks on, the reading happens in a second process.
 PROCESS_FROM = 4
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy import Table, bindparam, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -283,14 +283,22 @@ def _payload(rec: IncomingRecord, meta: dict[str, Any]) -> dict[str, Any] | str:
 
 
 def _seen_external_ids(session: Session, source: str, external_ids: list[str]) -> dict[str, int]:
+    """Records of ``source`` already captured, and their leads: plain driver SQL, like
+    :func:`_load_candidates`, because compiling thousands of bound values costs more than
+    the index lookups."""
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
     seen: dict[str, int] = {}
     for start in range(0, len(external_ids), _IN_CHUNK):
         chunk = external_ids[start:start + _IN_CHUNK]
-        rows = session.execute(
-            select(_touch.c.external_id, _touch.c.lead_id)
-            .where(_touch.c.source == source)
-            .where(_touch.c.external_id.in_(chunk))
-        )
+        if sqlite:
+            sql = ('SELECT external_id, lead_id FROM touchpoint WHERE source = ? AND '
+                   f'external_id IN ({", ".join("?" * len(chunk))})')
+            rows = conn.exec_driver_sql(sql, (source, *chunk))
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT external_id, lead_id FROM touchpoint WHERE source = %s "
+                "AND external_id = ANY(%s)", (source, chunk))
         seen.update({ext: lead_id for ext, lead_id in rows})
     return seen
 

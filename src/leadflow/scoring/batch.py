@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -192,8 +193,9 @@ def write_scores(
                     keep_existing=("mql_at", "first_grade"))
     _record_changes(session, scored, now, summary)
     summary.leads += n
-    for grade, count in zip(*np.unique(scored.grades, return_counts=True), strict=True):
-        summary.by_grade[str(grade)] += int(count)
+    # Counted, not np.unique'd: sorting 50,000 Python strings per chunk cost more.
+    for grade, count in Counter(scored.grades.tolist()).items():
+        summary.by_grade[grade] += count
 
 
 def _grade_change_detail(before: str, after: str, score: float) -> str:

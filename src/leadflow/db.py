@@ -192,6 +192,22 @@ def _driver_tuples(
     return tuples
 
 
+def _driver_columns(
+    table: Table, columns: Mapping[str, Sequence[Any]], sqlite: bool
+) -> list[Sequence[Any]]:
+    """Columns as the driver takes their values, converted by column kind."""
+    converted: list[Sequence[Any]] = []
+    for name, values in columns.items():
+        conv = _converter(table.c[name], sqlite)
+        if isinstance(conv, _SqliteTimestamp):
+            # A bulk write's rows share a few instants: format each one once, then look up.
+            text = {value: conv(value) for value in dict.fromkeys(values)}
+            converted.append(list(map(text.__getitem__, values)))
+        else:
+            converted.append([conv(v) for v in values] if conv else values)
+    return converted
+
+
 def bulk_insert(
     session: Session, table: Table, rows: list[dict[str, Any]], *, returning_id: bool = False
 ) -> list[int]:
@@ -205,11 +221,30 @@ def bulk_insert(
     if not rows:
         return []
     names = list(rows[0])
+    sqlite = session.connection().dialect.name == "sqlite"
+    return _insert_tuples(session, table, names, _driver_tuples(table, rows, names, sqlite),
+                          returning_id=returning_id)
+
+
+def bulk_insert_columns(
+    session: Session, table: Table, columns: Mapping[str, Sequence[Any]]
+) -> None:
+    """:func:`bulk_insert` for rows given as columns (plain Python values, one list per
+    column): batch jobs that build their rows from arrays skip a dict per row."""
+    if not columns or not len(next(iter(columns.values()))):
+        return
+    sqlite = session.connection().dialect.name == "sqlite"
+    converted = _driver_columns(table, columns, sqlite)
+    _insert_tuples(session, table, list(columns), list(zip(*converted, strict=True)))
+
+
+def _insert_tuples(
+    session: Session, table: Table, names: list[str], tuples: list[tuple[Any, ...]], *,
+    returning_id: bool = False,
+) -> list[int]:
     conn = session.connection()
-    sqlite = conn.dialect.name == "sqlite"
-    tuples = _driver_tuples(table, rows, names, sqlite)
     col_list = ", ".join(f'"{n}"' for n in names)
-    if sqlite:
+    if conn.dialect.name == "sqlite":
         marks = ", ".join("?" * len(names))
         conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({col_list}) VALUES ({marks})', tuples)
         return []
@@ -252,10 +287,7 @@ def bulk_upsert(
         return
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
-    converted: list[Sequence[Any]] = []
-    for name in names:
-        conv = _converter(table.c[name], sqlite)
-        converted.append([conv(v) for v in columns[name]] if conv else columns[name])
+    converted = _driver_columns(table, columns, sqlite)
     col_list = ", ".join(f'"{c}"' for c in names)
     changed = [c for c in names if c != key]
 

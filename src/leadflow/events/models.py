@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db import Base, JSONType
@@ -28,7 +28,8 @@ class OutboxEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[EventKind] = mapped_column(String(40))
-    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id"))
+    # Not a foreign key, like ``Activity.lead_id`` (see docs/decisions.md).
+    lead_id: Mapped[int | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime]
     handled_at: Mapped[datetime | None]

@@ -192,7 +192,9 @@ class Activity(Base):
     __table_args__ = (Index("ix_activity_lead_id_occurred_at", "lead_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id"))
+    # Not a foreign key: checking one per row cost more than the insert (see
+    # docs/decisions.md); leads are never deleted and writers have just read the lead.
+    lead_id: Mapped[int]
     kind: Mapped[ActivityKind] = mapped_column(String(24))
     occurred_at: Mapped[datetime]
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

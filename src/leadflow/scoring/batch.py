@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from leadflow.db import bulk_insert, bulk_upsert
-from leadflow.events.models import OutboxEvent
+from leadflow.db import bulk_insert_columns, bulk_upsert
+from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import Activity, ActivityKind, Lead
 from leadflow.scoring import learning, totals
 from leadflow.scoring import service as scoring_service
@@ -205,33 +205,49 @@ def _grade_change_detail(before: str, after: str, score: float) -> str:
     return f'{{"from": "{before}", "to": "{after}", "score": {score!r}}}'
 
 
+def _mql_detail(grade: str, score: float) -> str:
+    """An MQL crossing's detail (and ``lead.mql`` payload) as JSON text, written directly
+    like :func:`_grade_change_detail`; the same JSON as the one-lead path's."""
+    return f'{{"grade": "{grade}", "score": {score!r}}}'
+
+
 def _record_changes(
     session: Session, scored: ScoredChunk, now: datetime, summary: RescoreSummary
 ) -> None:
+    """Grade changes and MQL crossings on the timeline, built as columns (one re-grade can
+    write hundreds of thousands of rows; a dict per row cost more than the insert)."""
     lead_ids, grades, score = scored.lead_ids, scored.grades, scored.score
     previous = scored.previous_grade
     changed = np.flatnonzero(pd.notna(previous) & (previous != grades))
     crossed = np.flatnonzero(scored.is_mql & ~scored.previous_mql)
     before, after = previous[changed].tolist(), grades[changed].tolist()
-    rows = [
-        {"lead_id": lead_id, "kind": ActivityKind.GRADE_CHANGED.value, "occurred_at": now,
-         "actor_id": None,
-         "summary": f"{b} → {a} (re-scored)", "detail": _grade_change_detail(b, a, points)}
-        for lead_id, b, a, points in zip(lead_ids[changed].tolist(), before, after,
-                                         np.round(score[changed], 2).tolist(), strict=True)
-    ]
-    rows += [scoring_service.mql_activity(int(lead_ids[i]), grades[i],
-                                          round(float(score[i]), 2), now, None)
-             for i in crossed]
-    bulk_insert(session, Activity.__table__, rows)  # type: ignore[arg-type]
-    bulk_insert(session, OutboxEvent.__table__, [  # type: ignore[arg-type]
-        scoring_service.mql_event(int(lead_ids[i]), grades[i], round(float(score[i]), 2), now)
-        for i in crossed
-    ])
-    if len(crossed):
+    crossed_ids, crossed_grades = lead_ids[crossed].tolist(), grades[crossed].tolist()
+    crossed_scores = np.round(score[crossed], 2).tolist()
+    crossed_details = [_mql_detail(g, s) for g, s in zip(crossed_grades, crossed_scores,
+                                                          strict=True)]
+    rows = len(changed) + len(crossed)
+    bulk_insert_columns(session, Activity.__table__, {  # type: ignore[arg-type]
+        "lead_id": lead_ids[changed].tolist() + crossed_ids,
+        "kind": [ActivityKind.GRADE_CHANGED.value] * len(changed)
+        + [ActivityKind.MQL_REACHED.value] * len(crossed),
+        "occurred_at": [now] * rows,
+        "actor_id": [None] * rows,
+        "summary": [f"{b} → {a} (re-scored)" for b, a in zip(before, after, strict=True)]
+        + [scoring_service.mql_summary(g, s) for g, s in zip(crossed_grades, crossed_scores,
+                                                             strict=True)],
+        "detail": [_grade_change_detail(b, a, points) for b, a, points in zip(
+            before, after, np.round(score[changed], 2).tolist(), strict=True)]
+        + crossed_details,
+    })
+    if crossed_ids:
+        bulk_insert_columns(session, OutboxEvent.__table__, {  # type: ignore[arg-type]
+            "kind": [EventKind.LEAD_MQL.value] * len(crossed_ids), "lead_id": crossed_ids,
+            "created_at": [now] * len(crossed_ids), "payload": crossed_details,
+            "attempts": [0] * len(crossed_ids),
+        })
         # Past the MQL line the leads are due for routing (promotion to sales).
         bulk_upsert(session, Lead.__table__, {  # type: ignore[arg-type]
-            "id": [int(lead_ids[i]) for i in crossed], "route_due_at": [now] * len(crossed)},
+            "id": crossed_ids, "route_due_at": [now] * len(crossed_ids)},
             key="id", update_only=True)
     summary.grade_changes += len(changed)
     summary.new_mqls += len(crossed)

@@ -437,8 +437,13 @@ def mql_activity(
 ) -> dict[str, Any]:
     """The timeline entry for crossing the MQL line."""
     return {"lead_id": lead_id, "kind": ActivityKind.MQL_REACHED.value, "occurred_at": now,
-            "actor_id": actor_id, "summary": f"MQL: {grade} ({score:.0f})",
+            "actor_id": actor_id, "summary": mql_summary(grade, score),
             "detail": {"grade": grade, "score": score}}
+
+
+def mql_summary(grade: str, score: float) -> str:
+    """How crossing the MQL line reads on the timeline."""
+    return f"MQL: {grade} ({score:.0f})"
 
 
 def mql_event(lead_id: int, grade: str, score: float, now: datetime) -> dict[str, Any]:

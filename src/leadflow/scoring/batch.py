@@ -24,6 +24,7 @@ from leadflow.scoring.facts import (
     needed_fields,
     read_batch,
 )
+from leadflow.scoring.features import ColumnCodes
 from leadflow.scoring.models import LeadScore
 from leadflow.scoring.rules import (
     apply_overrides_array,
@@ -126,16 +127,17 @@ def score_facts(
     kinds, counts, points = kind_matrix(batch.events, n)
     engagement = engagement_from_totals(document.engagement, kinds, points)
     frame = add_counts(batch.frame, {kind: counts[:, i] for i, kind in enumerate(kinds)})
-    fit = fit_scores(document.fit, frame)
+    codes: ColumnCodes = {}  # text columns factorized once for the rules and the model
+    fit = fit_scores(document.fit, frame, codes)
     probability = percentile = None
     if model is not None and n:
-        probability = model.predict_frame(frame[list(MODEL_COLUMNS)])
+        probability = model.predict_frame(frame[list(MODEL_COLUMNS)], codes)
         percentile = model.percentiles(probability)
     score = combine_array(document, fit, engagement, percentile)
     frame["fit"], frame["engagement"], frame["score"] = fit, engagement, score
     frame["probability"] = probability if probability is not None else np.nan
     ranks = grades_for_scores(document.grading, score)
-    ranks = apply_overrides_array(document.grading.overrides, frame, ranks)
+    ranks = apply_overrides_array(document.grading.overrides, frame, ranks, codes)
     return ScoredChunk(
         lead_ids=frame["lead_id"].to_numpy(), fit=fit, engagement=engagement,
         probability=probability, score=score, grades=np.asarray(GRADES, dtype=object)[ranks],

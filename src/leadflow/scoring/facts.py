@@ -260,10 +260,13 @@ def read_batch(
         score_range = " AND s.lead_id >= :low AND s.lead_id < :high"
     columns = [c for c in LEAD_FACT_COLUMNS if c in fields]
     flagged = [c for c in LEAD_FACT_COLUMNS if c in flags]
+    contact = dict(_CONTACT_FLAGS)
+    # Contact details are read as flags anyway (for the model): not twice.
+    known_sql = [c for c in flagged if c not in contact]
     known = "CASE WHEN l.{c} IS NULL OR l.{c} = '' THEN 0 ELSE 1 END"
     versions = ", ".join(str(int(v)) for v in sorted(totals_versions))
     selected = [
-        "l.id", *(f"l.{c}" for c in columns), *(known.format(c=c) for c in flagged),
+        "l.id", *(f"l.{c}" for c in columns), *(known.format(c=c) for c in known_sql),
         *(["l.custom_fields"] if custom_fields else []), "c.channel",
         *(known.format(c=c) for c, _ in _CONTACT_FLAGS), "s.grade", "s.is_mql",
         *((f"CASE WHEN s.ruleset_version IN ({versions}) THEN s.engagement_totals END",
@@ -278,13 +281,14 @@ def read_batch(
     ).bindparams(*binds)
     rows = _raw_rows(session, select_leads, {**params, "now": sql_timestamp(session, now)}
                      if totals_versions else params)
-    names = ["lead_id", *columns, *(f"_known_{c}" for c in flagged),
+    names = ["lead_id", *columns, *(f"_known_{c}" for c in known_sql),
              *(["custom_fields"] if custom_fields else []), "channel",
              *(flag for _, flag in _CONTACT_FLAGS), "_grade", "_mql",
              *(("_totals", "_totals_age") if totals_versions else ())]
     frame = _frame(rows, names)
     for c in flagged:
-        known_values = frame.pop(f"_known_{c}").astype(bool).to_numpy()
+        known_values = (frame[contact[c]] if c in contact
+                        else frame.pop(f"_known_{c}")).astype(bool).to_numpy()
         flag_values = np.full(len(frame), None, dtype=object)
         flag_values[known_values] = True
         frame[c] = pd.Series(flag_values, dtype=object)

@@ -230,12 +230,13 @@ class FeatureSpec:
             dropped={str(k): str(v) for k, v in data.get("dropped", {}).items()},
         )
 
-    def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
+    def encode_frame(self, frame: pd.DataFrame, codes: ColumnCodes | None = None) -> np.ndarray:
         """The frame as a float64 matrix (rows × columns of the spec).
 
         Categoricals become their code (unknown or rare values: the "other" code; missing:
         NaN); numerics are parsed (not a number: NaN). A column absent from ``frame`` is all
-        NaN. Vectorised: each distinct value is parsed once, then codes are gathered.
+        NaN. Vectorised: each distinct value is parsed once (``codes`` may already know the
+        distinct values of a column), then codes are gathered.
         """
         out = np.empty((len(frame), len(self.columns)), dtype=np.float64)
         for j, (col, lookup) in enumerate(zip(self.columns, self._lookups, strict=True)):
@@ -248,14 +249,14 @@ class FeatureSpec:
                 values[~np.isfinite(values)] = np.nan
                 out[:, j] = values
                 continue
-            codes, uniques = pd.factorize(series, use_na_sentinel=True)
+            value_codes, uniques = factorize_column(series, codes)
             table = np.empty(len(uniques) + 1, dtype=np.float64)
             table[-1] = np.nan  # the missing sentinel -1 picks the last slot
             if lookup is None:
                 table[:-1] = [_number(u) for u in uniques]
             else:
                 table[:-1] = [_code(_text(u), lookup, col.other_code) for u in uniques]
-            out[:, j] = table[codes]
+            out[:, j] = table[value_codes]
         return out
 
     def encode_row(self, row: Mapping[str, Any]) -> np.ndarray:
@@ -275,6 +276,29 @@ class FeatureSpec:
                 text = _text(value)
                 append(nan if text is None else float(lookup.get(text, other)))
         return out
+
+
+# Column name → the column's values factorized (codes, distinct values): one batch's text
+# columns, shared by every rule and model feature that reads them.
+ColumnCodes = dict[Any, tuple[np.ndarray, Any]]
+
+
+def factorize_column(column: pd.Series, codes: ColumnCodes | None = None) -> tuple[np.ndarray, Any]:
+    """``pd.factorize`` of ``column`` (lists compared as tuples), kept in ``codes`` under the
+    column's name for the next reader of the same batch."""
+    known = codes.get(column.name) if codes is not None else None
+    if known is None:
+        try:
+            known = pd.factorize(column, use_na_sentinel=True)
+        except TypeError:  # lists (tags) are not hashable: compare them as tuples
+            known = pd.factorize(column.map(_hashable), use_na_sentinel=True)
+        if codes is not None:
+            codes[column.name] = known
+    return known
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _code(text: str | None, lookup: Mapping[str, int], other: int) -> float:

@@ -43,6 +43,7 @@ from threadpoolctl import threadpool_limits
 
 from leadflow.errors import DomainError
 from leadflow.scoring.features import (
+    ColumnCodes,
     ColumnKind,
     ColumnSpec,
     FeatureSpec,
@@ -881,9 +882,10 @@ class ConversionModel:
     def _predict_matrix(self, X: np.ndarray) -> np.ndarray:
         return self._calibration.frame(self._scorer.raw_frame(X))
 
-    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated conversion probabilities for every row of ``frame``."""
-        return self._predict_matrix(self.spec.encode_frame(frame))
+    def predict_frame(self, frame: pd.DataFrame, codes: ColumnCodes | None = None) -> np.ndarray:
+        """Calibrated conversion probabilities for every row of ``frame`` (``codes``: see
+        :meth:`FeatureSpec.encode_frame`)."""
+        return self._predict_matrix(self.spec.encode_frame(frame, codes))
 
     def predict_row(self, row: Mapping[str, Any]) -> float:
         """The calibrated probability of one lead: pure Python, tens of microseconds."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadflow.scoring.features import ColumnCodes, factorize_column
 from leadflow.scoring.schemas import (
     GRADES,
     ActivityPoints,
@@ -159,28 +160,21 @@ def condition_holds(cond: Condition, value: Any) -> bool:
     return any((low is None or n >= low) and (high is None or n <= high) for n in numbers)
 
 
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def condition_mask(cond: Condition, column: pd.Series | None, n: int) -> np.ndarray:
+def condition_mask(
+    cond: Condition, column: pd.Series | None, n: int, codes: ColumnCodes | None = None
+) -> np.ndarray:
     """``condition_holds`` over a whole column.
 
-    Numbers compared with numbers, and emptiness, are plain array operations (they mean the
-    same as in :func:`condition_holds`: NaN is missing, and missing fails a comparison); any
-    other condition is answered once per distinct value and spread back.
+    Numbers compared with numbers, and emptiness of numbers, are plain array operations
+    (they mean the same as in :func:`condition_holds`: NaN is missing, and missing fails a
+    comparison); any other condition is answered once per distinct value and spread back.
+    ``codes`` keeps each column's distinct values for the next condition on it.
     """
     if column is None:
         return np.full(n, condition_holds(cond, None), dtype=bool)
     numeric = column.dtype.kind in "iuf"
-    if cond.op in (Op.PRESENT, Op.MISSING):
+    if numeric and cond.op in (Op.PRESENT, Op.MISSING):
         missing = column.isna().to_numpy()
-        if not numeric and pd.api.types.infer_dtype(column, skipna=True) != "boolean":
-            try:  # blank text and empty lists are missing too (``.str`` measures both)
-                missing = missing | column.str.len().eq(0).to_numpy() \
-                    | column.str.strip().eq("").to_numpy()
-            except AttributeError:  # no text at all in the column
-                missing = np.fromiter(map(_is_missing, column), dtype=bool, count=len(column))
         return missing if cond.op is Op.MISSING else ~missing
     if numeric and cond.op in (Op.GTE, Op.LTE, Op.BETWEEN):
         values = column.to_numpy(dtype=float)
@@ -196,16 +190,13 @@ def condition_mask(cond: Condition, column: pd.Series | None, n: int) -> np.ndar
             if high is not None:
                 hit &= values <= high
             return hit
-    try:
-        codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    except TypeError:  # lists (tags) are not hashable: compare them as tuples
-        codes, uniques = pd.factorize(column.map(_hashable), use_na_sentinel=True)
+    value_codes, uniques = factorize_column(column, codes)
     answers = np.fromiter((condition_holds(cond, u) for u in uniques), dtype=bool,
                           count=len(uniques))
     when_missing = condition_holds(cond, None)
     if len(answers) == 0:
         return np.full(n, when_missing, dtype=bool)
-    return np.where(codes >= 0, answers[np.maximum(codes, 0)], when_missing)
+    return np.where(value_codes >= 0, answers[np.maximum(value_codes, 0)], when_missing)
 
 
 def _shown(value: Any) -> str:
@@ -239,13 +230,16 @@ def _fit_percent(config: FitConfig, total: float) -> float:
     return min(max(total, 0.0), config.max) / config.max * 100.0
 
 
-def fit_scores(config: FitConfig, frame: pd.DataFrame) -> np.ndarray:
+def fit_scores(
+    config: FitConfig, frame: pd.DataFrame, codes: ColumnCodes | None = None
+) -> np.ndarray:
     """Fit of every row of ``frame`` (columns named like the fact keys)."""
     n = len(frame)
     total = np.zeros(n)
+    codes = {} if codes is None else codes
     for rule in config.rules:
         column = frame[rule.field] if rule.field in frame.columns else None
-        total += np.where(condition_mask(rule, column, n), rule.points, 0.0)
+        total += np.where(condition_mask(rule, column, n, codes), rule.points, 0.0)
     return np.clip(total, 0.0, config.max) / config.max * 100.0
 
 
@@ -448,17 +442,19 @@ def apply_overrides(
 
 
 def apply_overrides_array(
-    overrides: Sequence[Override], frame: pd.DataFrame, ranks: np.ndarray
+    overrides: Sequence[Override], frame: pd.DataFrame, ranks: np.ndarray,
+    codes: ColumnCodes | None = None,
 ) -> np.ndarray:
     """:func:`apply_overrides` over a batch (first matching override wins)."""
     n = len(frame)
+    codes = {} if codes is None else codes
     result = ranks.copy()
     pending = np.ones(n, dtype=bool)
     for override in overrides:
         hit = pending.copy()
         for cond in override.when:
             column = frame[cond.field] if cond.field in frame.columns else None
-            hit &= condition_mask(cond, column, n)
+            hit &= condition_mask(cond, column, n, codes)
         if not hit.any():
             continue
         target = grade_rank(override.grade)

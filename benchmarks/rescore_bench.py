@@ -205,13 +205,15 @@ def score_row_floor(url: str, n: int, run: int) -> float:
                     table.c.lead_id.between(start, start + CHUNK - 1))).all()
             columns = {c: [r[i] for r in rows] for i, c in enumerate(names)}
             columns["score"] = [rng.random() * 100 for _ in rows]
-            # Times as a re-score gives them: one instant for the chunk (SQLite's converter
-            # formats each distinct datetime object, as it would rows read back).
-            columns["scored_at"] = [NOW] * len(rows)
             columns["mql_at"] = [NOW if m else None for m in columns["is_mql"]]
+            # What a re-score gives once per chunk: its time, rule set and model.
+            fixed = {"scored_at": NOW, "ruleset_version": columns.pop("ruleset_version")[0],
+                     "model_id": columns.pop("model_id")[0]}
+            del columns["scored_at"]
             with session_scope() as session, Timer() as timer:
                 bulk_upsert(session, table, columns,  # type: ignore[arg-type]
-                            key="lead_id", update_only=True, keep_existing=("mql_at",))
+                            key="lead_id", update_only=True, keep_existing=("mql_at",),
+                            same_for_all=fixed)
             seconds += timer.seconds
     return seconds
 

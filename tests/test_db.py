@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,20 +34,35 @@ def _columns(ids: list[int], now: datetime, grade: str, mql: list[bool]) -> dict
     }
 
 
-def test_bulk_upsert_inserts_updates_and_keeps_first_facts(session: Session,
-                                                           now: datetime) -> None:
+def _split(columns: dict[str, list], constant: bool) -> tuple[dict[str, list], dict[str, Any]]:
+    """``columns`` with the one-value ones moved to ``same_for_all`` when ``constant``."""
+    if not constant:
+        return columns, {}
+    fixed = {name: columns.pop(name)[0] for name in ("ruleset_version", "model_id", "scored_at")}
+    return columns, fixed
+
+
+@pytest.mark.parametrize("constant", [False, True], ids=["per-row", "same-for-all"])
+def test_bulk_upsert_inserts_updates_and_keeps_first_facts(
+    session: Session, now: datetime, constant: bool
+) -> None:
     """Staged (COPY) and small paths alike: every kind of value survives the round trip,
-    ``update_only`` touches only stored keys, ``keep_existing`` keeps stored non-nulls."""
+    ``update_only`` touches only stored keys, ``keep_existing`` keeps stored non-nulls;
+    columns given once for all rows (a NULL among them) land like per-row ones."""
     for n in (3, 120):  # below and above the staging-table threshold
         ids = _leads(session, now, n + 1)
         stored, fresh = ids[:n], ids[n]
+        columns, fixed = _split(_columns(stored, now, "B", [i == 0 for i in range(n)]),
+                                constant)
         bulk_upsert(session, LeadScore.__table__,  # type: ignore[arg-type]
-                    _columns(stored, now, "B", [i == 0 for i in range(n)]), key="lead_id")
+                    columns, key="lead_id", same_for_all=fixed)
         later = now + timedelta(days=1)
         update = _columns([*stored, fresh], later, "A", [True] * (n + 1))
         del update["first_grade"]
+        update, fixed = _split(update, constant)
         bulk_upsert(session, LeadScore.__table__, update,  # type: ignore[arg-type]
-                    key="lead_id", update_only=True, keep_existing=("mql_at",))
+                    key="lead_id", update_only=True, keep_existing=("mql_at",),
+                    same_for_all=fixed)
         session.expire_all()
         rows = {r.lead_id: r for r in session.scalars(
             select(LeadScore).where(LeadScore.lead_id.in_(ids)))}
@@ -58,3 +75,4 @@ def test_bulk_upsert_inserts_updates_and_keeps_first_facts(session: Session,
             assert row.probability == (None if i % 2 else 0.125)
             assert row.engagement_totals == bytes([i % 256]) * 13
             assert (row.fit, row.engagement, row.ruleset_version) == (10.5, 2.25, 3)
+            assert row.model_id is None

@@ -270,6 +270,7 @@ def _insert_tuples(
 def bulk_upsert(
     session: Session, table: Table, columns: Mapping[str, Sequence[Any]], *, key: str,
     update_only: bool = False, keep_existing: Collection[str] = (),
+    same_for_all: Mapping[str, Any] | None = None,
 ) -> None:
     """Insert many rows given as columns, or overwrite the rows whose ``key`` already exists.
 
@@ -279,14 +280,20 @@ def bulk_upsert(
     ``update_only`` skips keys that are not there yet (a plain UPDATE; on PostgreSQL it is
     fastest when the keys are close together, like a chunk of ids). Columns named in
     ``keep_existing`` keep a stored non-null value (first-time facts such as ``mql_at``).
-    Values must be plain Python (``ndarray.tolist()``), not numpy scalars.
+    Values must be plain Python (``ndarray.tolist()``), not numpy scalars. ``same_for_all``
+    are columns with one value for every row (a job's timestamp and version): on
+    PostgreSQL's staged path they are bound once instead of copied per row.
     """
-    names = list(columns)
     n = len(columns[key])
     if n == 0:
         return
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
+    constants = dict(same_for_all or {})
+    if sqlite or (n < 50 and not update_only):  # per-row statements: a column like any other
+        columns = {**columns, **{name: [value] * n for name, value in constants.items()}}
+        constants = {}
+    names = list(columns)
     converted = _driver_columns(table, columns, sqlite)
     col_list = ", ".join(f'"{c}"' for c in names)
     changed = [c for c in names if c != key]
@@ -347,19 +354,29 @@ def bulk_upsert(
                 copy.set_types(types)
             for values in zip(*converted, strict=True):
                 copy.write_row(values)
+        fixed = list(constants)
+        fixed_values = [value if (conv := _converter(table.c[name], False)) is None
+                        else conv(value) for name, value in constants.items()]
+        # Typed: a bound NULL would otherwise be text to the planner.
+        bound = {c: f"CAST(%s AS {table.c[c].type.compile(dialect=conn.dialect)})"
+                 for c in fixed}
         if update_only:
-            sets = ", ".join(assignment(c, "s", "t") for c in changed)
+            sets = ", ".join([*(assignment(c, "s", "t") for c in changed), *(
+                f'"{c}" = COALESCE(t."{c}", {bound[c]})' if c in keep_existing
+                else f'"{c}" = {bound[c]}' for c in fixed)])
             keys = columns[key]
             # The key range lets the planner read only that stretch of the table's index;
             # without it a join with the staging table scans the whole table each time.
             cur.execute(
                 f'UPDATE "{table.name}" t SET {sets} FROM "{staging}" s '
                 f'WHERE t."{key}" = s."{key}" AND t."{key}" BETWEEN %s AND %s',
-                (min(keys), max(keys)),
+                (*fixed_values, min(keys), max(keys)),
             )
         else:
-            sets = ", ".join(assignment(c, "EXCLUDED") for c in changed)
+            every = col_list + "".join(f', "{c}"' for c in fixed)
+            sets = ", ".join(assignment(c, "EXCLUDED") for c in [*changed, *fixed])
             cur.execute(
-                f'INSERT INTO "{table.name}" ({col_list}) SELECT {col_list} FROM "{staging}" '
-                f'ON CONFLICT ("{key}") DO UPDATE SET {sets}'
+                f'INSERT INTO "{table.name}" ({every}) '
+                f'SELECT {col_list}{"".join(", " + bound[c] for c in fixed)} FROM "{staging}" '
+                f'ON CONFLICT ("{key}") DO UPDATE SET {sets}', fixed_values,
             )

@@ -175,11 +175,9 @@ def write_scores(
         "grade": scored.grades.tolist(),
         "is_mql": scored.is_mql.tolist(),
         "mql_at": [now if m else None for m in scored.is_mql.tolist()],
-        "ruleset_version": [ruleset_version] * n,
-        "model_id": [model_id] * n,
-        "scored_at": [now] * n,
         "engagement_totals": scored.totals,
     }
+    same_for_all = {"ruleset_version": ruleset_version, "model_id": model_id, "scored_at": now}
     # Leads scored before are updated in place (on PostgreSQL an UPDATE from the staged rows
     # costs about half an INSERT … ON CONFLICT); first-time leads are inserted.
     stored = pd.notna(scored.previous_grade)
@@ -192,7 +190,7 @@ def write_scores(
             part["first_grade"] = part["grade"]
         bulk_upsert(session, LeadScore.__table__,  # type: ignore[arg-type]
                     part, key="lead_id", update_only=update_only,
-                    keep_existing=("mql_at", "first_grade"))
+                    keep_existing=("mql_at", "first_grade"), same_for_all=same_for_all)
     _record_changes(session, scored, now, summary)
     summary.leads += n
     # Counted, not np.unique'd: sorting 50,000 Python strings per chunk cost more.

@@ -166,7 +166,8 @@ def rescore(url: str) -> dict[str, Any]:
     with use_database(url):
         summary = jobs.rescore_all(now=NOW)
     return {"seconds": summary.seconds, "leads": summary.leads,
-            "grade_changes": summary.grade_changes, "by_grade": summary.by_grade}
+            "grade_changes": summary.grade_changes, "new_mqls": summary.new_mqls,
+            "by_grade": summary.by_grade}
 
 
 def raw_update(url: str, n: int, run: int) -> float:
@@ -291,10 +292,13 @@ def main() -> None:
             # In a fresh process, like an app worker: not one holding a million generated rows.
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 one = pool.submit(one_lead, db.url, args.leads, args.one_lead_samples).result()
-        batch_s, raw_s, floor_s = [], [], []
+        batch_s, raw_s, floor_s, changes, mqls = [], [], [], [], []
         for run in range(args.runs):
             change_rules(db.url, run)
-            batch_s.append(rescore(db.url)["seconds"])
+            run_result = rescore(db.url)
+            batch_s.append(run_result["seconds"])
+            changes.append(run_result["grade_changes"])
+            mqls.append(run_result["new_mqls"])
             raw_s.append(raw_update(db.url, args.leads, run))
             floor_s.append(score_row_floor(db.url, args.leads, run))
         change_engagement(db.url)
@@ -304,6 +308,10 @@ def main() -> None:
             "first_scoring_leads_per_s": round(first["leads"] / first["seconds"]),
             "by_grade": first["by_grade"],
             "rescore_seconds": [round(s, 2) for s in batch_s],
+            # Each grade change and MQL crossing is written to the timeline (and a crossing
+            # to the outbox and the lead's routing due time): what the raw UPDATE is spared.
+            "rescore_grade_changes": changes,
+            "rescore_new_mqls": mqls,
             "raw_update_seconds": [round(s, 2) for s in raw_s],
             "rescore_leads_per_s": round(args.leads / median(batch_s)),
             "raw_rows_per_s": round(args.leads / median(raw_s)),

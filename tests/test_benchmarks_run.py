@@ -48,4 +48,7 @@ def test_rescore_bench_runs_on_small_data(tmp_path: Path) -> None:
     assert len(sqlite["rescore_seconds"]) == 2 and len(sqlite["raw_update_seconds"]) == 2
     assert sqlite["rescore_leads_per_s"] > 0 and sqlite["raw_rows_per_s"] > 0
     assert len(sqlite["score_row_floor_seconds"]) == 2 and sqlite["score_row_floor_ratio"] > 0
+    # Each rule change moves scores across grade lines, and the counts say by how much.
+    assert len(sqlite["rescore_grade_changes"]) == 2 and sqlite["rescore_grade_changes"][0] > 0
+    assert all(0 <= n <= 3000 for n in sqlite["rescore_new_mqls"])
     assert sqlite["engagement_change_leads_per_s"] > 0

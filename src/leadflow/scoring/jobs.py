@@ -83,18 +83,25 @@ def rescore_all(
     score = partial(read_and_score, document=ruleset.document, now=now, model_id=model_id,
                     totals_versions=usable)
     remaining = deque(chunks)
-    pending: deque[Future[batch.ScoredChunk]] = deque()
+    pending: deque[tuple[Future[batch.ScoredChunk], dict[str, object]]] = deque()
     with _reader(len(chunks)) as reader:
         while remaining or pending:
             # The helper takes chunks from the back, this process from the front: while the
             # helper starts up (seconds, for a process) or falls behind, this one does not
             # wait but reads and scores a chunk itself; otherwise it writes what is ready.
             while remaining and len(pending) < READ_AHEAD:
-                pending.append(reader.submit(score, remaining.pop()))
-            if pending and (pending[0].done() or not remaining):
-                scored = pending.popleft().result()
-            else:
+                chunk = remaining.pop()
+                pending.append((reader.submit(score, chunk), chunk))
+            if pending and pending[0][0].done():
+                scored = pending.popleft()[0].result()
+            elif remaining:
                 scored = score(remaining.popleft())
+            elif (chunk_back := _take_back(pending)) is not None:
+                # At the end, rather than wait while the helper works through its queue,
+                # score a chunk it has not started.
+                scored = score(chunk_back)
+            else:
+                scored = pending.popleft()[0].result()
             with session_scope() as session:
                 if session.get_bind().dialect.name == "postgresql":
                     # A re-run redoes a lost chunk, so the job need not wait for each WAL
@@ -105,6 +112,16 @@ def rescore_all(
                 progress(summary.leads, total)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _take_back(
+    pending: deque[tuple[Future[batch.ScoredChunk], dict[str, object]]],
+) -> dict[str, object] | None:
+    """The chunk last handed to the helper, if it has not started on it (then it never will);
+    the first one it will work on next is left to it."""
+    if len(pending) > 1 and pending[-1][0].cancel():
+        return pending.pop()[1]
+    return None
 
 
 def read_and_score(

@@ -78,7 +78,7 @@ def decode_rows(
 ) -> KindSums:
     """Stored totals of the leads at positions ``rows``, decayed by ``age_days`` (the time
     since each was stored) to now, as per-(lead, kind) sums."""
-    lengths = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=len(blobs))
+    lengths = np.array(list(map(len, blobs)), dtype=np.int64)
     records = np.frombuffer(b"".join(blobs), dtype=RECORD)
     per_lead = lengths // RECORD.itemsize
     row = np.repeat(rows.astype(np.int64), per_lead)

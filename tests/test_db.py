@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from leadflow.db import bulk_upsert
-from leadflow.leads.models import Lead
+from leadflow.db import bulk_insert, bulk_insert_columns, bulk_upsert
+from leadflow.leads.models import Activity, Lead
 from leadflow.scoring.models import LeadScore
 
 
@@ -76,3 +77,28 @@ def test_bulk_upsert_inserts_updates_and_keeps_first_facts(
             assert row.engagement_totals == bytes([i % 256]) * 13
             assert (row.fit, row.engagement, row.ruleset_version) == (10.5, 2.25, 3)
             assert row.model_id is None
+
+
+def test_bulk_insert_rows_and_columns_land_alike(session: Session, now: datetime) -> None:
+    """Rows given as dicts and as columns (fed to the driver one at a time) both land, with
+    JSON and times converted; a duplicate key fails the way SQLAlchemy reports it."""
+    lead_id = _leads(session, now, 1)[0]
+    n = 120  # above the PostgreSQL COPY threshold
+    bulk_insert(session, Activity.__table__, [  # type: ignore[arg-type]
+        {"lead_id": lead_id, "kind": "note", "occurred_at": now, "summary": f"row {i}",
+         "detail": {"i": i}} for i in range(n)])
+    bulk_insert_columns(session, Activity.__table__, {  # type: ignore[arg-type]
+        "lead_id": [lead_id] * n, "kind": ["note"] * n, "occurred_at": [now] * n,
+        "summary": [f"column {i}" for i in range(n)], "detail": [f'{{"i": {i}}}' for i in range(n)]})
+    rows = session.execute(select(Activity.summary, Activity.detail, Activity.occurred_at)
+                           .where(Activity.lead_id == lead_id)).all()
+    assert len(rows) == 2 * n
+    assert {(r.summary, r.detail["i"]) for r in rows} == {
+        *((f"row {i}", i) for i in range(n)), *((f"column {i}", i) for i in range(n))}
+    assert {r.occurred_at for r in rows} == {now}
+    if session.get_bind().dialect.name == "sqlite":
+        taken = session.scalar(select(Activity.id).where(Activity.lead_id == lead_id).limit(1))
+        with pytest.raises(IntegrityError), session.begin_nested():
+            bulk_insert_columns(session, Activity.__table__, {  # type: ignore[arg-type]
+                "id": [taken], "lead_id": [lead_id], "kind": ["note"], "occurred_at": [now],
+                "summary": ["again"], "detail": ["{}"]})

@@ -14,6 +14,9 @@ sample of it and makes it active. Then, per engine, in the same run:
   ``UPDATE … FROM`` on PostgreSQL) — the floor of writing anything per lead;
 * **score rows alone**: every stored score row rewritten in full through the same path,
   nothing read or scored in the timing — how much of the ratio writing a score costs;
+* **all writes alone**: one more rule change, re-scored chunk by chunk with only the writes
+  timed (score rows, timeline rows, outbox events, routing due times, commits) — the job's
+  cost on its one writer if reading and scoring were free;
 * **one lead** (PostgreSQL by default): ``record_activity`` (insert the event, re-score, store,
   commit) on random leads, next to a raw baseline of a one-row UPDATE and commit.
 
@@ -219,6 +222,35 @@ def score_row_floor(url: str, n: int, run: int) -> float:
     return seconds
 
 
+def writes_alone(url: str) -> dict[str, Any]:
+    """A re-score after a rule change with only its writes timed: each chunk is read and
+    scored first (not timed), then written the way the job writes it — score rows, grade
+    changes and MQL crossings on the timeline, outbox events, routing due times — and
+    committed. What the job costs on one writer if reading and scoring were free."""
+    from leadflow.db import session_scope
+    from leadflow.scoring import batch, jobs
+    from leadflow.scoring import service as scoring_service
+
+    summary = batch.RescoreSummary()
+    seconds = 0.0
+    with use_database(url):
+        with session_scope() as session:
+            ruleset, model = scoring_service.in_force(session=session)
+            usable = scoring_service.totals_versions(session=session,
+                                                     document=ruleset.document)
+            chunks = jobs._chunks(session, None, CHUNK)
+        model_id = model[0] if model else None
+        for chunk in chunks:
+            scored = jobs.read_and_score(chunk, document=ruleset.document, now=NOW,
+                                         model_id=model_id, totals_versions=usable)
+            with Timer() as timer:
+                jobs.write_chunk(scored, ruleset_version=ruleset.version, model_id=model_id,
+                                 now=NOW, summary=summary)
+            seconds += timer.seconds
+    return {"seconds": seconds, "grade_changes": summary.grade_changes,
+            "new_mqls": summary.new_mqls}
+
+
 def one_lead(url: str, n: int, samples: int) -> dict[str, float]:
     """Re-score one lead after an event, next to a raw one-row UPDATE, with and without the
     commit (the commit is the request's, and on this disk it alone can take milliseconds)."""
@@ -301,6 +333,8 @@ def main() -> None:
             mqls.append(run_result["new_mqls"])
             raw_s.append(raw_update(db.url, args.leads, run))
             floor_s.append(score_row_floor(db.url, args.leads, run))
+        change_rules(db.url, args.runs)
+        writes = writes_alone(db.url)
         change_engagement(db.url)
         from_events = rescore(db.url)["seconds"]
         out: dict[str, Any] = {
@@ -318,6 +352,10 @@ def main() -> None:
             "ratio": round(median(batch_s) / median(raw_s), 2),
             "score_row_floor_seconds": [round(s, 2) for s in floor_s],
             "score_row_floor_ratio": round(median(floor_s) / median(raw_s), 2),
+            "writes_alone_seconds": round(writes["seconds"], 2),
+            "writes_alone_ratio": round(writes["seconds"] / median(raw_s), 2),
+            "writes_alone_grade_changes": writes["grade_changes"],
+            "writes_alone_new_mqls": writes["new_mqls"],
             "engagement_change_seconds": round(from_events, 2),
             "engagement_change_leads_per_s": round(args.leads / from_events),
         }
@@ -326,6 +364,7 @@ def main() -> None:
         results["engines"][engine] = out
         rows.append([engine, f"{out['rescore_leads_per_s']:,}", f"{out['raw_rows_per_s']:,}",
                      f"{out['ratio']:.2f}x", f"{out['score_row_floor_ratio']:.2f}x",
+                     f"{out['writes_alone_ratio']:.2f}x",
                      f"{out['first_scoring_leads_per_s']:,}",
                      f"{out['engagement_change_leads_per_s']:,}",
                      f"{out['one_lead']['rescore_p99_ms']:.2f} ms "
@@ -337,7 +376,7 @@ def main() -> None:
     emit(results, as_json=args.json, title=f"re-score {args.leads:,} leads (median of "
          f"{args.runs})", rows=rows,
          headers=["engine", "re-score leads/s", "raw UPDATE rows/s", "ratio",
-                  "score rows alone / raw",
+                  "score rows alone / raw", "all writes alone / raw",
                   "first scoring leads/s", "after a points change leads/s", "one lead p99"])
 
 

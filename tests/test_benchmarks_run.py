@@ -51,4 +51,7 @@ def test_rescore_bench_runs_on_small_data(tmp_path: Path) -> None:
     # Each rule change moves scores across grade lines, and the counts say by how much.
     assert len(sqlite["rescore_grade_changes"]) == 2 and sqlite["rescore_grade_changes"][0] > 0
     assert all(0 <= n <= 3000 for n in sqlite["rescore_new_mqls"])
+    # One more rule change, written with reading and scoring untimed.
+    assert sqlite["writes_alone_seconds"] > 0 and sqlite["writes_alone_ratio"] > 0
+    assert sqlite["writes_alone_grade_changes"] > 0
     assert sqlite["engagement_change_leads_per_s"] > 0

@@ -102,16 +102,25 @@ def rescore_all(
                 scored = score(chunk_back)
             else:
                 scored = pending.popleft()[0].result()
-            with session_scope() as session:
-                if session.get_bind().dialect.name == "postgresql":
-                    # A re-run redoes a lost chunk, so the job need not wait for each WAL
-                    # flush; other transactions keep their durability.
-                    session.execute(text("SET LOCAL synchronous_commit = off"))
-                batch.write_scores(session, scored, ruleset.version, model_id, now, summary)
+            write_chunk(scored, ruleset_version=ruleset.version, model_id=model_id, now=now,
+                        summary=summary)
             if progress:
                 progress(summary.leads, total)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def write_chunk(
+    scored: batch.ScoredChunk, *, ruleset_version: int, model_id: int | None, now: datetime,
+    summary: batch.RescoreSummary,
+) -> None:
+    """Store one scored chunk, with its timeline rows, in a transaction of its own."""
+    with session_scope() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # A re-run redoes a lost chunk, so the job need not wait for each WAL flush;
+            # other transactions keep their durability.
+            session.execute(text("SET LOCAL synchronous_commit = off"))
+        batch.write_scores(session, scored, ruleset_version, model_id, now, summary)
 
 
 def _take_back(

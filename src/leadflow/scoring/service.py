@@ -411,8 +411,8 @@ def _crossed_meanwhile(session: Session, lead_id: int, *, scored_before: bool) -
     one lead report one crossing between them. SQLite runs one writer at a time, so the lock
     is PostgreSQL's only.
     """
-    # NO KEY UPDATE: the event rows just inserted hold key-share locks on the lead (their
-    # foreign key), which a plain FOR UPDATE would deadlock against.
+    # NO KEY UPDATE: rows that reference the lead through a foreign key (its score row,
+    # touchpoints) take key-share locks on it, which a plain FOR UPDATE would wait on.
     if scored_before:
         return bool(session.scalar(select(LeadScore.is_mql).where(LeadScore.lead_id == lead_id)
                                    .with_for_update(key_share=True)))

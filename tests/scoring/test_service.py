@@ -280,3 +280,24 @@ def test_rescore_keeps_first_grade_and_first_mql_time(session: Session, now: dat
     assert {i: (s.first_grade, s.mql_at) for i, s in after.items()} == first
     assert all(s.scored_at == later and s.ruleset_version == 1 for s in after.values())
     assert any(s.grade != first[i][0] for i, s in after.items())
+
+
+def test_the_job_takes_back_only_chunks_the_helper_has_not_started() -> None:
+    """At the end of a re-score the writing process scores queued chunks itself, last queued
+    first; the chunk first in line stays with the helper, which is on it."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Event
+
+    release = Event()
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        try:
+            chunks = [{"id_range": (i, i + 10)} for i in range(3)]
+            pending = deque((helper.submit(release.wait), chunk) for chunk in chunks)
+            assert jobs._take_back(pending) == chunks[2]
+            assert jobs._take_back(pending) == chunks[1]
+            assert jobs._take_back(pending) is None  # the running one is left alone
+            assert len(pending) == 1 and pending[0][1] == chunks[0]
+        finally:
+            release.set()
+        assert pending[0][0].result() is True

@@ -126,8 +126,8 @@ def write_chunk(
 def _take_back(
     pending: deque[tuple[Future[batch.ScoredChunk], dict[str, object]]],
 ) -> dict[str, object] | None:
-    """The chunk last handed to the helper, if it has not started on it (then it never will);
-    the first one it will work on next is left to it."""
+    """The chunk last handed to the helper, if the helper has not started it (a cancelled
+    call never runs); the first in line is always left to the helper, which is on it."""
     if len(pending) > 1 and pending[-1][0].cancel():
         return pending.pop()[1]
     return None

@@ -132,6 +132,29 @@ def test_batch_rescore_agrees_with_one_lead_path(session: Session, now: datetime
     assert len({g for *_, g, _ in batch.values()}) >= 3  # the data spans grades
 
 
+def test_batch_mql_crossings_read_back_like_the_one_lead_path(
+    session: Session, now: datetime
+) -> None:
+    """The batch writes a crossing's detail and payload JSON by hand: each must read back as
+    the one-lead path's ``mql_detail``, with its summary, for the score row stored."""
+    _varied_leads(session, now, 80)
+    summary = jobs.rescore_all(now=now, chunk_size=17)
+    session.expire_all()
+    scores = {s.lead_id: s for s in session.scalars(select(LeadScore))}
+    crossings = session.scalars(
+        select(Activity).where(Activity.kind == ActivityKind.MQL_REACHED)).all()
+    events = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.kind == EventKind.LEAD_MQL)).all()
+    assert summary.new_mqls == len(crossings) == len(events) > 0
+    for crossing in crossings:
+        stored = scores[crossing.lead_id]
+        expected = scoring_service.mql_detail(stored.grade, stored.score)
+        assert crossing.detail == expected
+        assert crossing.summary == scoring_service.mql_summary(stored.grade, stored.score)
+    assert {e.lead_id: e.payload for e in events} == {
+        c.lead_id: c.detail for c in crossings}
+
+
 def test_new_rule_version_is_recorded_and_used_by_rescore(session: Session, now: datetime) -> None:
     leads = _varied_leads(session, now, 20)
     jobs.rescore_all(now=now)

@@ -206,8 +206,8 @@ def _grade_change_detail(before: str, after: str, score: float) -> str:
 
 
 def _mql_detail(grade: str, score: float) -> str:
-    """An MQL crossing's detail (and ``lead.mql`` payload) as JSON text, written directly
-    like :func:`_grade_change_detail`; the same JSON as the one-lead path's."""
+    """:func:`leadflow.scoring.service.mql_detail` as JSON text, written directly like
+    :func:`_grade_change_detail` (a test reads it back against that function)."""
     return f'{{"grade": "{grade}", "score": {score!r}}}'
 
 
@@ -225,13 +225,13 @@ def _record_changes(
     crossed_scores = np.round(score[crossed], 2).tolist()
     crossed_details = [_mql_detail(g, s) for g, s in zip(crossed_grades, crossed_scores,
                                                           strict=True)]
-    rows = len(changed) + len(crossed)
+    count = len(changed) + len(crossed)
     bulk_insert_columns(session, Activity.__table__, {  # type: ignore[arg-type]
         "lead_id": lead_ids[changed].tolist() + crossed_ids,
         "kind": [ActivityKind.GRADE_CHANGED.value] * len(changed)
         + [ActivityKind.MQL_REACHED.value] * len(crossed),
-        "occurred_at": [now] * rows,
-        "actor_id": [None] * rows,
+        "occurred_at": [now] * count,
+        "actor_id": [None] * count,
         "summary": [f"{b} → {a} (re-scored)" for b, a in zip(before, after, strict=True)]
         + [scoring_service.mql_summary(g, s) for g, s in zip(crossed_grades, crossed_scores,
                                                              strict=True)],

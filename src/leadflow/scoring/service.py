@@ -438,7 +438,7 @@ def mql_activity(
     """The timeline entry for crossing the MQL line."""
     return {"lead_id": lead_id, "kind": ActivityKind.MQL_REACHED.value, "occurred_at": now,
             "actor_id": actor_id, "summary": mql_summary(grade, score),
-            "detail": {"grade": grade, "score": score}}
+            "detail": mql_detail(grade, score)}
 
 
 def mql_summary(grade: str, score: float) -> str:
@@ -446,10 +446,15 @@ def mql_summary(grade: str, score: float) -> str:
     return f"MQL: {grade} ({score:.0f})"
 
 
+def mql_detail(grade: str, score: float) -> dict[str, Any]:
+    """What a crossing records: the timeline entry's detail and the ``lead.mql`` payload."""
+    return {"grade": grade, "score": score}
+
+
 def mql_event(lead_id: int, grade: str, score: float, now: datetime) -> dict[str, Any]:
     """The outbox row that hands a new MQL to routing."""
     return {"kind": EventKind.LEAD_MQL.value, "lead_id": lead_id, "created_at": now,
-            "payload": {"grade": grade, "score": score}, "attempts": 0}
+            "payload": mql_detail(grade, score), "attempts": 0}
 
 
 def record_activity(

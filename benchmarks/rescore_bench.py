@@ -190,16 +190,18 @@ def raw_update(url: str, n: int, run: int) -> float:
 
 
 def score_row_floor(url: str, n: int, run: int) -> float:
-    """Rewrite every stored score row in full — each column a re-score writes, values as
-    stored with the score nudged — in the same chunks and through the same write path, with
-    no reading or scoring timed and no timeline rows: the floor of storing scores at all."""
+    """Rewrite every stored score row — each column a re-score after a rule change writes,
+    values as stored with the score nudged — in the same chunks and through the same write
+    path, with no reading or scoring timed and no timeline rows: the floor of storing
+    scores at all."""
     from sqlalchemy import select
 
     from leadflow.db import bulk_upsert, session_scope
     from leadflow.scoring.models import LeadScore
 
     table = LeadScore.__table__
-    names = [c for c in table.c.keys() if c != "first_grade"]  # noqa: SIM118
+    names = ["lead_id", "fit", "engagement", "probability", "score", "grade", "is_mql",
+             "ruleset_version", "model_id"]
     rng = random.Random(run)
     seconds = 0.0
     with use_database(url):
@@ -209,15 +211,12 @@ def score_row_floor(url: str, n: int, run: int) -> float:
                     table.c.lead_id.between(start, start + CHUNK - 1))).all()
             columns = {c: [r[i] for r in rows] for i, c in enumerate(names)}
             columns["score"] = [rng.random() * 100 for _ in rows]
-            columns["mql_at"] = [NOW if m else None for m in columns["is_mql"]]
             # What a re-score gives once per chunk: its time, rule set and model.
             fixed = {"scored_at": NOW, "ruleset_version": columns.pop("ruleset_version")[0],
                      "model_id": columns.pop("model_id")[0]}
-            del columns["scored_at"]
             with session_scope() as session, Timer() as timer:
                 bulk_upsert(session, table, columns,  # type: ignore[arg-type]
-                            key="lead_id", update_only=True, keep_existing=("mql_at",),
-                            same_for_all=fixed)
+                            key="lead_id", update_only=True, same_for_all=fixed)
             seconds += timer.seconds
     return seconds
 

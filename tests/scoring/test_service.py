@@ -303,6 +303,24 @@ def test_rescore_keeps_first_grade_and_first_mql_time(session: Session, now: dat
     assert {i: (s.first_grade, s.mql_at) for i, s in after.items()} == first
     assert all(s.scored_at == later and s.ruleset_version == 1 for s in after.values())
     assert any(s.grade != first[i][0] for i, s in after.items())
+    # Nobody past the line (no overrides either), then a lenient line: leads that crossed
+    # before cross again and keep their first time; first-time crossers get this one.
+    for thresholds, overrides, again in (
+            ({"A+": 99.0, "A": 98.0, "B": 97.0, "C": 96.0}, [], later + timedelta(days=1)),
+            ({"A+": 75.0, "A": 30.0, "B": 20.0, "C": 10.0}, document.grading.overrides,
+             later + timedelta(days=2))):
+        lenient = document.model_copy(deep=True)
+        lenient.grading.thresholds, lenient.grading.overrides = thresholds, overrides
+        scoring_service.save_ruleset(session=session, document=lenient, note="line",
+                                     actor_id=None, now=again)
+        session.commit()
+        summary = jobs.rescore_all(now=again)
+    session.expire_all()
+    final = {s.lead_id: s for s in session.scalars(select(LeadScore))}
+    first_time = {i for i, s in final.items() if s.is_mql and first[i][1] is None}
+    assert summary.new_mqls > len(first_time) > 0
+    for i, s in final.items():
+        assert s.mql_at == (first[i][1] or (again if s.is_mql else None)), i
 
 
 def test_the_job_takes_back_only_chunks_the_helper_has_not_started() -> None:

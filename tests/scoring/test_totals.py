@@ -67,6 +67,39 @@ def test_rescore_from_totals_equals_rescore_from_events(session: Session, now: d
     assert any(abs(first[i][1] - truth[i][1]) > 0.5 for i in truth)
 
 
+def test_a_rule_change_leaves_the_stored_totals_as_they_were(session: Session,
+                                                            now: datetime) -> None:
+    """Totals reused by a re-score are decayed from their own time, not rewritten: after two
+    rule changes, each later, they and their time are as first stored, and the scores still
+    equal a re-score from every event."""
+    _varied_leads(session, now, 40)
+    jobs.rescore_all(now=now, chunk_size=15)
+
+    def kept() -> dict[int, tuple[bytes | None, datetime | None, datetime]]:
+        session.expire_all()
+        return {s.lead_id: (s.engagement_totals, s.totals_at, s.scored_at)
+                for s in session.scalars(select(LeadScore))}
+
+    first = kept()
+    assert sum(1 for t, at, _ in first.values() if t and at == now) >= 25
+    later = now
+    for days, bump in ((5, 1), (12, 3)):
+        later = now + timedelta(days=days)
+        _change_fit(session, later, bump)
+        jobs.rescore_all(now=later, chunk_size=15)
+        after = kept()
+        assert {i: v[:2] for i, v in after.items()} == {i: v[:2] for i, v in first.items()}
+        assert {v[2] for v in after.values()} == {later}
+    stored = _stored(session)
+    jobs.rescore_all(now=later, chunk_size=15, from_events=True)
+    truth = _stored(session)
+    assert {i: v[3] for i, v in stored.items()} == {i: v[3] for i, v in truth.items()}
+    for i, (fit, engagement, score, *_) in truth.items():
+        assert stored[i][:3] == pytest.approx((fit, engagement, score), abs=0.01), i
+    # Read from the events, the totals are stored anew as of then.
+    assert {at for t, at, _ in kept().values() if t} == {later}
+
+
 def test_new_engagement_points_make_the_batch_read_events(session: Session,
                                                           now: datetime) -> None:
     _varied_leads(session, now, 30)

@@ -114,7 +114,9 @@ class ScoredChunk:
     is_mql: np.ndarray
     previous_grade: np.ndarray
     previous_mql: np.ndarray
-    # Each lead's engagement totals as stored (see scoring.totals).
+    # New engagement totals to store (see scoring.totals), for the leads at positions
+    # ``totals_rows``: those whose events were read. Reused totals hold as stored.
+    totals_rows: np.ndarray
     totals: list[bytes]
 
 
@@ -138,12 +140,15 @@ def score_facts(
     frame["probability"] = probability if probability is not None else np.nan
     ranks = grades_for_scores(document.grading, score)
     ranks = apply_overrides_array(document.grading.overrides, frame, ranks, codes)
+    totals_rows = (np.arange(n) if batch.stored_totals is None
+                   else np.flatnonzero(~batch.stored_totals))
     return ScoredChunk(
         lead_ids=frame["lead_id"].to_numpy(), fit=fit, engagement=engagement,
         probability=probability, score=score, grades=np.asarray(GRADES, dtype=object)[ranks],
         is_mql=ranks <= grade_rank(document.grading.mql_grade),
         previous_grade=batch.previous_grade, previous_mql=batch.previous_mql,
-        totals=totals.encode_rows(kinds, counts, points),
+        totals_rows=totals_rows,
+        totals=totals.encode_rows(kinds, counts[totals_rows], points[totals_rows]),
     )
 
 
@@ -165,37 +170,55 @@ def write_scores(
     n = len(scored.lead_ids)
     if n == 0:
         return
-    columns: dict[str, list[Any]] = {
-        "lead_id": scored.lead_ids.tolist(),
-        "fit": np.round(scored.fit, 2).tolist(),
-        "engagement": np.round(scored.engagement, 2).tolist(),
-        "probability": [None] * n if scored.probability is None
-        else np.round(scored.probability, 5).tolist(),
-        "score": np.round(scored.score, 2).tolist(),
-        "grade": scored.grades.tolist(),
-        "is_mql": scored.is_mql.tolist(),
-        "mql_at": [now if m else None for m in scored.is_mql.tolist()],
-        "engagement_totals": scored.totals,
-    }
     same_for_all = {"ruleset_version": ruleset_version, "model_id": model_id, "scored_at": now}
-    # Leads scored before are updated in place (on PostgreSQL an UPDATE from the staged rows
-    # costs about half an INSERT … ON CONFLICT); first-time leads are inserted.
     stored = pd.notna(scored.previous_grade)
-    for rows, update_only in ((np.flatnonzero(stored), True), (np.flatnonzero(~stored), False)):
+    new_totals = np.zeros(n, dtype=bool)
+    new_totals[scored.totals_rows] = True
+    # Leads scored before are updated in place (on PostgreSQL an UPDATE from the staged rows
+    # costs about half an INSERT … ON CONFLICT); first-time leads are inserted. An update
+    # writes only what moved: not engagement totals that still hold, nor when the lead first
+    # crossed the MQL line (set below for this chunk's crossings only).
+    # (A first-time lead has no stored totals to reuse: its events were read.)
+    for rows, update_only, with_totals in ((np.flatnonzero(stored & ~new_totals), True, False),
+                                           (np.flatnonzero(stored & new_totals), True, True),
+                                           (np.flatnonzero(~stored), False, True)):
         if not len(rows):
             continue
-        part = columns if len(rows) == n else {
-            name: [values[i] for i in rows.tolist()] for name, values in columns.items()}
+        columns = _score_columns(scored, rows)
+        if with_totals:
+            at = np.searchsorted(scored.totals_rows, rows).tolist()
+            columns["engagement_totals"] = [scored.totals[i] for i in at]
+            columns["totals_at"] = [now] * len(rows)
         if not update_only:
-            part["first_grade"] = part["grade"]
+            columns["first_grade"] = columns["grade"]
+            columns["mql_at"] = [now if m else None for m in columns["is_mql"]]
         bulk_upsert(session, LeadScore.__table__,  # type: ignore[arg-type]
-                    part, key="lead_id", update_only=update_only,
+                    columns, key="lead_id", update_only=update_only,
                     keep_existing=("mql_at", "first_grade"), same_for_all=same_for_all)
+    crossed = np.flatnonzero(stored & scored.is_mql & ~scored.previous_mql)
+    if len(crossed):
+        bulk_upsert(session, LeadScore.__table__, {  # type: ignore[arg-type]
+            "lead_id": scored.lead_ids[crossed].tolist(), "mql_at": [now] * len(crossed)},
+            key="lead_id", update_only=True, keep_existing=("mql_at",))
     _record_changes(session, scored, now, summary)
     summary.leads += n
     # Counted, not np.unique'd: sorting 50,000 Python strings per chunk cost more.
     for grade, count in Counter(scored.grades.tolist()).items():
         summary.by_grade[grade] += count
+
+
+def _score_columns(scored: ScoredChunk, rows: np.ndarray) -> dict[str, list[Any]]:
+    """The score columns of the leads at positions ``rows``, as plain Python values."""
+    return {
+        "lead_id": scored.lead_ids[rows].tolist(),
+        "fit": np.round(scored.fit[rows], 2).tolist(),
+        "engagement": np.round(scored.engagement[rows], 2).tolist(),
+        "probability": [None] * len(rows) if scored.probability is None
+        else np.round(scored.probability[rows], 5).tolist(),
+        "score": np.round(scored.score[rows], 2).tolist(),
+        "grade": scored.grades[rows].tolist(),
+        "is_mql": scored.is_mql[rows].tolist(),
+    }
 
 
 def _grade_change_detail(before: str, after: str, score: float) -> str:

@@ -160,6 +160,9 @@ class FactsBatch:
     events: KindSums
     previous_grade: np.ndarray  # object: str or None
     previous_mql: np.ndarray  # bool
+    # Rows whose engagement comes from their stored totals (not their events): those totals
+    # still hold as stored and need no rewrite. ``None``: no row's does.
+    stored_totals: np.ndarray | None = None
 
 
 def _raw_rows(session: Session, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -272,8 +275,9 @@ def read_batch(
         "l.id", *(f"l.{c}" for c in columns), *(known.format(c=c) for c in known_sql),
         *(["l.custom_fields"] if custom_fields else []), "c.channel",
         *(known.format(c=c) for c, _ in _CONTACT_FLAGS), "s.grade", "s.is_mql",
-        *((f"CASE WHEN s.ruleset_version IN ({versions}) THEN s.engagement_totals END",
-           _age_sql(sqlite, "s.scored_at"))
+        *((f"CASE WHEN s.ruleset_version IN ({versions}) AND s.totals_at IS NOT NULL "
+           "THEN s.engagement_totals END",
+           _age_sql(sqlite, "s.totals_at"))
           if totals_versions else ()),
     ]
     select_leads = text(
@@ -322,7 +326,9 @@ def read_batch(
         keep = missing[read.row]
         parts.append(KindSums(read.row[keep], read.kind[keep], read.count[keep],
                               read.points[keep]))
-    return FactsBatch(frame, totals.concat(parts), previous_grade, previous_mql)
+    stored_totals = np.zeros(len(frame), dtype=bool)
+    stored_totals[have] = True
+    return FactsBatch(frame, totals.concat(parts), previous_grade, previous_mql, stored_totals)
 
 
 def _age_sql(sqlite: bool, column: str) -> str:

@@ -19,6 +19,7 @@ from typing import cast
 import pandas as pd
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
+from threadpoolctl import threadpool_limits
 
 from leadflow.db import forget_inherited_connections, session_scope
 from leadflow.errors import DomainError
@@ -47,8 +48,9 @@ def _chunks(session: Session, ids: Sequence[int] | None, size: int) -> list[dict
     if ids is not None:
         ordered = sorted(set(ids))
         return [{"ids": ordered[i:i + size]} for i in range(0, len(ordered), size)]
-    low, high = session.execute(select(func.min(Lead.id), func.max(Lead.id))).one()
-    if low is None:
+    # Two queries: each is one index lookup, both in one are a scan.
+    low, high = session.scalar(select(func.min(Lead.id))), session.scalar(select(func.max(Lead.id)))
+    if low is None or high is None:
         return []
     return [{"id_range": (start, start + size)} for start in range(low, high + 1, size)]
 
@@ -73,9 +75,7 @@ def rescore_all(
         usable = frozenset() if from_events else scoring_service.totals_versions(
             session=session, document=ruleset.document)
         chunks = _chunks(session, ids, chunk_size)
-        total = len(ids) if ids is not None else (session.scalar(
-            select(func.count()).select_from(Lead).where(Lead.status != LeadStatus.MERGED)
-        ) or 0)
+        total = len(ids) if ids is not None else live_leads(session)
     summary.ruleset_version = ruleset.version
     summary.model_id = model[0] if model else None
 
@@ -84,7 +84,9 @@ def rescore_all(
                     totals_versions=usable)
     remaining = deque(chunks)
     pending: deque[tuple[Future[batch.ScoredChunk], dict[str, object]]] = deque()
-    with _reader(len(chunks)) as reader:
+    # The model's matrix products on one BLAS thread, here and in the helper: OpenBLAS's
+    # idle threads spin, and two processes' pools on two cores slowed both by half.
+    with _reader(len(chunks)) as reader, threadpool_limits(limits=1, user_api="blas"):
         while remaining or pending:
             # The helper takes chunks from the back, this process from the front: while the
             # helper starts up (seconds, for a process) or falls behind, this one does not
@@ -108,6 +110,14 @@ def rescore_all(
                 progress(summary.leads, total)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def live_leads(session: Session) -> int:
+    """How many leads are not merged away: all leads (an index scan) less the merged ones
+    (a partial index), rather than reading every lead's status."""
+    merged = select(func.count()).select_from(Lead).where(Lead.status == LeadStatus.MERGED)
+    everyone = select(func.count()).select_from(Lead)
+    return (session.scalar(everyone) or 0) - (session.scalar(merged) or 0)
 
 
 def write_chunk(
@@ -160,8 +170,19 @@ def _reader(chunks: int) -> Executor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read")
     if threading.active_count() == 1 and "fork" in get_all_start_methods():
         return ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"),
-                                   initializer=forget_inherited_connections)
-    return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+                                   initializer=_start_forked_helper)
+    return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                               initializer=_one_blas_thread)
+
+
+def _one_blas_thread() -> None:
+    """The helper's matrix products on one thread (see :func:`rescore_all`)."""
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _start_forked_helper() -> None:
+    forget_inherited_connections()
+    _one_blas_thread()
 
 
 def rescore_import(

@@ -72,8 +72,10 @@ class LeadScore(Base):
     ruleset_version: Mapped[int]
     model_id: Mapped[int | None]
     scored_at: Mapped[datetime]
-    # Engagement per kind as of ``scored_at`` (see scoring.totals); NULL when unknown.
+    # Engagement per kind as of ``totals_at`` (see scoring.totals); NULL when unknown. A
+    # re-score that reuses them leaves both as they are: decayed from then, they still hold.
     engagement_totals: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totals_at: Mapped[datetime | None]
 
 
 class GradeFlag(Base):

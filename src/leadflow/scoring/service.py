@@ -366,7 +366,7 @@ def rescore_lead(
          "grade": [decision.grade], "is_mql": [decision.is_mql],
          "mql_at": [now if decision.is_mql else None], "first_grade": [decision.grade],
          "ruleset_version": [ruleset.version], "model_id": [model_id], "scored_at": [now],
-         "engagement_totals": [totals.encode(decision.kind_totals)]},
+         "engagement_totals": [totals.encode(decision.kind_totals)], "totals_at": [now]},
         key="lead_id", keep_existing=("mql_at", "first_grade"),
     )
     timeline = []

@@ -226,7 +226,7 @@ def writes_alone(url: str) -> dict[str, Any]:
     scored first (not timed), then written the way the job writes it — score rows, grade
     changes and MQL crossings on the timeline, outbox events, routing due times — and
     committed. What the job costs on one writer if reading and scoring were free."""
-    from leadflow.db import session_scope
+    from leadflow.db import checkpoints_in_background, session_scope
     from leadflow.scoring import batch, jobs
     from leadflow.scoring import service as scoring_service
 
@@ -239,13 +239,15 @@ def writes_alone(url: str) -> dict[str, Any]:
                                                      document=ruleset.document)
             chunks = jobs._chunks(session, None, CHUNK)
         model_id = model[0] if model else None
-        for chunk in chunks:
-            scored = jobs.read_and_score(chunk, document=ruleset.document, now=NOW,
-                                         model_id=model_id, totals_versions=usable)
-            with Timer() as timer:
-                jobs.write_chunk(scored, ruleset_version=ruleset.version, model_id=model_id,
-                                 now=NOW, summary=summary)
-            seconds += timer.seconds
+        with checkpoints_in_background() as commit:
+            for chunk in chunks:
+                scored = jobs.read_and_score(chunk, document=ruleset.document, now=NOW,
+                                             model_id=model_id, totals_versions=usable)
+                with Timer() as timer:
+                    jobs.write_chunk(scored, ruleset_version=ruleset.version,
+                                     model_id=model_id, now=NOW, summary=summary,
+                                     commit=commit)
+                seconds += timer.seconds
     return {"seconds": seconds, "grade_changes": summary.grade_changes,
             "new_mqls": summary.new_mqls}
 

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from leadflow.db import bulk_insert, bulk_insert_columns, bulk_upsert
+from leadflow.db import (
+    bulk_insert,
+    bulk_insert_columns,
+    bulk_upsert,
+    checkpoints_in_background,
+    session_scope,
+)
 from leadflow.leads.models import Activity, Lead
 from leadflow.scoring.models import LeadScore
 
@@ -102,3 +111,47 @@ def test_bulk_insert_rows_and_columns_land_alike(session: Session, now: datetime
             bulk_insert_columns(session, Activity.__table__, {  # type: ignore[arg-type]
                 "id": [taken], "lead_id": [lead_id], "kind": ["note"], "occurred_at": [now],
                 "summary": ["again"], "detail": ["{}"]})
+
+
+def test_background_checkpoints_commit_and_checkpoint(db: Engine, now: datetime) -> None:
+    """A job's commits land; on SQLite the connection's own checkpoint setting is back after
+    each, and what they wrote reaches the database file (not only the WAL) once the job's
+    checkpoint thread is done."""
+    with checkpoints_in_background() as commit:
+        for name in ("first", "second"):
+            with session_scope() as session:
+                lead = Lead(created_at=now, updated_at=now, tags=[], custom_fields={},
+                            name=name)
+                session.add(lead)
+                if db.dialect.name == "sqlite":
+                    raw = session.connection().connection.driver_connection
+                    raw.execute("PRAGMA wal_autocheckpoint=777")
+                commit(session)
+                if db.dialect.name == "sqlite":
+                    assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 777
+                    raw.execute("PRAGMA wal_autocheckpoint=1000")
+    assert not any(t.name == "wal-checkpoint" for t in threading.enumerate())
+    with session_scope() as session:
+        assert set(session.scalars(select(Lead.name))) == {"first", "second"}
+    if db.dialect.name == "sqlite":
+        # Read the database file alone, as if the WAL were lost: the rows are there.
+        path = db.url.database
+        with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as file_only:
+            names = {r[0] for r in file_only.execute("SELECT name FROM lead")}
+        assert names == {"first", "second"}
+
+
+def test_background_checkpoints_roll_back_a_failed_chunk(db: Engine, now: datetime) -> None:
+    with pytest.raises(RuntimeError), checkpoints_in_background() as commit:
+        with session_scope() as session:
+            session.add(Lead(created_at=now, updated_at=now, tags=[], custom_fields={},
+                             name="kept"))
+            commit(session)
+        with session_scope() as session:
+            session.add(Lead(created_at=now, updated_at=now, tags=[], custom_fields={},
+                             name="lost"))
+            session.flush()
+            raise RuntimeError("the job fails half way")
+    assert not any(t.name == "wal-checkpoint" for t in threading.enumerate())
+    with session_scope() as session:
+        assert set(session.scalars(select(Lead.name))) == {"kept"}

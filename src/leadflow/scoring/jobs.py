@@ -21,7 +21,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from leadflow.db import forget_inherited_connections, session_scope
+from leadflow.db import (
+    Commit,
+    checkpoints_in_background,
+    forget_inherited_connections,
+    session_scope,
+)
 from leadflow.errors import DomainError
 from leadflow.leads.models import Lead, LeadStatus, Touchpoint
 from leadflow.scoring import batch, learning
@@ -86,7 +91,8 @@ def rescore_all(
     pending: deque[tuple[Future[batch.ScoredChunk], dict[str, object]]] = deque()
     # The model's matrix products on one BLAS thread, here and in the helper: OpenBLAS's
     # idle threads spin, and two processes' pools on two cores slowed both by half.
-    with _reader(len(chunks)) as reader, threadpool_limits(limits=1, user_api="blas"):
+    with (_reader(len(chunks)) as reader, threadpool_limits(limits=1, user_api="blas"),
+          checkpoints_in_background() as commit):
         while remaining or pending:
             # The helper takes chunks from the back, this process from the front: while the
             # helper starts up (seconds, for a process) or falls behind, this one does not
@@ -105,7 +111,7 @@ def rescore_all(
             else:
                 scored = pending.popleft()[0].result()
             write_chunk(scored, ruleset_version=ruleset.version, model_id=model_id, now=now,
-                        summary=summary)
+                        summary=summary, commit=commit)
             if progress:
                 progress(summary.leads, total)
     summary.seconds = time.perf_counter() - started
@@ -122,15 +128,18 @@ def live_leads(session: Session) -> int:
 
 def write_chunk(
     scored: batch.ScoredChunk, *, ruleset_version: int, model_id: int | None, now: datetime,
-    summary: batch.RescoreSummary,
+    summary: batch.RescoreSummary, commit: Commit | None = None,
 ) -> None:
-    """Store one scored chunk, with its timeline rows, in a transaction of its own."""
+    """Store one scored chunk, with its timeline rows, in a transaction of its own
+    (committed by ``commit``: see :func:`leadflow.db.checkpoints_in_background`)."""
     with session_scope() as session:
         if session.get_bind().dialect.name == "postgresql":
             # A re-run redoes a lost chunk, so the job need not wait for each WAL flush;
             # other transactions keep their durability.
             session.execute(text("SET LOCAL synchronous_commit = off"))
         batch.write_scores(session, scored, ruleset_version, model_id, now, summary)
+        if commit is not None:
+            commit(session)
 
 
 def _take_back(

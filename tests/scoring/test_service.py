@@ -72,6 +72,14 @@ def test_activity_rescores_at_once_and_crossing_mql_hands_over(
                  Activity.kind == ActivityKind.GRADE_CHANGED) >= 1
     events = session.scalars(select(OutboxEvent).where(OutboxEvent.lead_id == lead.id)).all()
     assert [e.kind for e in events] == [EventKind.LEAD_MQL]
+    # The handover's rows as written (one statement of SQL on PostgreSQL).
+    crossing = session.scalars(select(Activity).where(
+        Activity.lead_id == lead.id, Activity.kind == ActivityKind.MQL_REACHED)).one()
+    expected = scoring_service.mql_detail(stored.grade, stored.score)
+    assert crossing.detail == events[0].payload == expected
+    assert crossing.summary == scoring_service.mql_summary(stored.grade, stored.score)
+    assert crossing.occurred_at == events[0].created_at == now
+    assert crossing.actor_id is None and events[0].attempts == 0
     # Scoring again crosses nothing: one MQL event per crossing.
     again = scoring_service.rescore_lead(session=session, lead_id=lead.id, now=now)
     assert not again.crossed_mql

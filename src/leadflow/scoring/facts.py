@@ -14,7 +14,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, bindparam, literal, select, text, union_all
+from sqlalchemy import (
+    ColumnClause,
+    Select,
+    bindparam,
+    literal,
+    literal_column,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -96,11 +105,15 @@ def _json_rows_sqlite(element: _JsonRows, compiler: Any, **kw: Any) -> str:
     return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
 
 
+# The engagement kinds as an SQL list in the statement's text (our own enum values, quoted):
+# an IN of bound values is expanded at every execution, a cost on the one-lead path.
+_ENGAGEMENT_KIND_LIST: ColumnClause[Any] = literal_column(
+    "(" + ", ".join(f"'{k.value}'" for k in sorted(ENGAGEMENT_KINDS)) + ")")
 _EVENTS = union_all(
     select(Activity.kind.label("kind"), Activity.occurred_at.label("at"), Activity.value,
            Activity.ref)
-    .where(Activity.lead_id == Lead.id,
-           Activity.kind.in_(sorted(k.value for k in ENGAGEMENT_KINDS))).correlate(Lead),
+    .where(Activity.lead_id == Lead.id, Activity.kind.op("IN")(_ENGAGEMENT_KIND_LIST))
+    .correlate(Lead),
     select(literal("captured"), Touchpoint.received_at, literal(None), literal(None))
     .where(Touchpoint.lead_id == Lead.id).correlate(Lead),
 ).subquery("e")

@@ -12,12 +12,12 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import TextClause, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadflow.audit import service as audit
-from leadflow.db import bulk_upsert
+from leadflow.db import JSONType, UTCDateTime, bulk_upsert
 from leadflow.errors import Conflict, DomainError, NotFound
 from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, ActivityKind, Lead
@@ -388,17 +388,39 @@ def _write_changes(
     """Timeline rows of a re-score and, past the MQL line (``event``), the ``lead.mql`` event
     and the lead's routing due time (promotion to sales): one statement on PostgreSQL, where
     these round trips are most of a crossing's cost."""
-    activities = insert(Activity).values(timeline)
     if event is None:
-        session.execute(activities)
+        # Rows as parameters of one cached statement (``values(rows)`` is compiled anew).
+        session.execute(insert(Activity), timeline)
         return
-    events = insert(OutboxEvent).values(event)
-    due = update(Lead).where(Lead.id == lead_id).values(route_due_at=now)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(due.add_cte(activities.cte("timeline"), events.cte("outbox")))
+        params = {"lead_id": lead_id, "now": now, "actor_id": timeline[0]["actor_id"],
+                  "event_kind": event["kind"], "payload": event["payload"]}
+        for i, row in enumerate(timeline):
+            params |= {f"kind_{i}": row["kind"], f"summary_{i}": row["summary"],
+                       f"detail_{i}": row["detail"]}
+        session.execute(_handover(len(timeline)), params)
         return
-    for stmt in (activities, events, due):
-        session.execute(stmt)
+    session.execute(insert(Activity), timeline)
+    session.execute(insert(OutboxEvent), [event])
+    session.execute(update(Lead).where(Lead.id == lead_id).values(route_due_at=now))
+
+
+@lru_cache
+def _handover(timeline_rows: int) -> TextClause:
+    """PostgreSQL: a crossing's timeline rows, ``lead.mql`` event and routing due time as one
+    statement. Written as SQL: SQLAlchemy does not cache a statement of multi-row INSERTs
+    in CTEs, and compiling it for every crossing took longer than running it."""
+    rows = ", ".join(f"(:lead_id, :kind_{i}, :now, :actor_id, :summary_{i}, :detail_{i})"
+                     for i in range(timeline_rows))
+    return text(
+        "WITH timeline AS (INSERT INTO activity (lead_id, kind, occurred_at, actor_id, summary, "
+        f"detail) VALUES {rows}), "
+        "outbox AS (INSERT INTO outbox_event (kind, lead_id, created_at, payload, attempts) "
+        "VALUES (:event_kind, :lead_id, :now, :payload, 0)) "
+        "UPDATE lead SET route_due_at = :now WHERE id = :lead_id"
+    ).bindparams(
+        bindparam("now", type_=UTCDateTime()), bindparam("payload", type_=JSONType),
+        *(bindparam(f"detail_{i}", type_=JSONType) for i in range(timeline_rows)))
 
 
 def _crossed_meanwhile(session: Session, lead_id: int, *, scored_before: bool) -> bool:

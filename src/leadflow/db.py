@@ -143,7 +143,7 @@ def checkpoints_in_background() -> Iterator[Commit]:
 
     Yields ``commit(session)``. On SQLite the commit does not run the WAL checkpoint it
     would otherwise run inline (copying the pages just written into the database file and
-    syncing it: about a fifth of a re-score's writing, measured); a thread of this process
+    syncing it: about a sixth of a re-score's writing, measured); a thread of this process
     checkpoints after each commit while the job goes on. Elsewhere it is a plain commit.
 
     The thread starts at the first commit, so that a helper process forked at the job's

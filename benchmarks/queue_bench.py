@@ -322,8 +322,9 @@ def double_claims_in_db(url: str, claims: list[tuple[int, int]]) -> int:
     """Claims of a task by someone other than its owner (the log against the database)."""
     dsn = url.replace("postgresql+psycopg", "postgresql")
     with psycopg.connect(dsn) as conn:
-        owners = dict(conn.execute("SELECT id, owner_id FROM task WHERE id = ANY(%s)",
-                                   ([t for t, _r in claims],)).fetchall())
+        owners: dict[int, int | None] = dict(conn.execute(
+            "SELECT id, owner_id FROM task WHERE id = ANY(%s)",
+            ([t for t, _r in claims],)).fetchall())
     return sum(1 for t, r in claims if owners.get(t) != r)
 
 

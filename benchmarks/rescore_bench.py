@@ -76,7 +76,9 @@ def populate(url: str, n: int) -> dict[str, int]:
     activities = 0
     with use_database(url):
         for start in range(0, n, CHUNK):
-            leads, touches, acts = [], [], []
+            leads: list[dict[str, Any]] = []
+            touches: list[dict[str, Any]] = []
+            acts: list[dict[str, Any]] = []
             for i in range(start + 1, min(n, start + CHUNK) + 1):
                 channel = rng.choice(CHANNELS)
                 created = NOW - timedelta(days=rng.uniform(0, 365))

@@ -393,6 +393,7 @@ def _write_changes(
         session.execute(insert(Activity), timeline)
         return
     if session.get_bind().dialect.name == "postgresql":
+        # A re-score's timeline rows share their lead, time (now) and actor.
         params = {"lead_id": lead_id, "now": now, "actor_id": timeline[0]["actor_id"],
                   "event_kind": event["kind"], "payload": event["payload"]}
         for i, row in enumerate(timeline):

@@ -128,7 +128,7 @@ def live_leads(session: Session) -> int:
 
 def write_chunk(
     scored: batch.ScoredChunk, *, ruleset_version: int, model_id: int | None, now: datetime,
-    summary: batch.RescoreSummary, commit: Commit | None = None,
+    summary: batch.RescoreSummary, commit: Commit,
 ) -> None:
     """Store one scored chunk, with its timeline rows, in a transaction of its own
     (committed by ``commit``: see :func:`leadflow.db.checkpoints_in_background`)."""
@@ -138,8 +138,7 @@ def write_chunk(
             # other transactions keep their durability.
             session.execute(text("SET LOCAL synchronous_commit = off"))
         batch.write_scores(session, scored, ruleset_version, model_id, now, summary)
-        if commit is not None:
-            commit(session)
+        commit(session)
 
 
 def _take_back(

@@ -1,7 +1,8 @@
 """What scoring knows about leads: their fields, their campaign's channel, their events.
 
-One lead is read with two indexed queries (the request path); a batch is read as columns by
-id range, with event ages computed in SQL so a million timestamps never become Python objects.
+One lead is read with one query that aggregates its events too (the request path); a batch
+is read as columns by id range, with event ages computed in SQL so a million timestamps never
+become Python objects.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,7 @@ from sqlalchemy import (
     text,
     union_all,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -139,7 +143,7 @@ def read_lead(
 ) -> tuple[LeadFacts | None, tuple[Any, ...]]:
     """Facts, events and previous score of one lead (``None`` if it is gone or merged), and
     the values of the ``extra`` last columns of ``query`` (read in the same round trip)."""
-    row = session.execute(query, {"lead_id": lead_id}).one_or_none()
+    row = _one_row(session, query, lead_id)
     if row is None:
         return None, ()
     values = list(row)
@@ -155,6 +159,31 @@ def read_lead(
     events = [EngagementEvent(str(k), _aware(at), v, r) for k, at, v, r in event_rows or ()]
     return LeadFacts(lead_id, _with_flags(facts), events,
                      PreviousScore(grade, bool(mql), first_grade)), extras
+
+
+def _one_row(session: Session, query: Select[Any], lead_id: int) -> Sequence[Any] | None:
+    """The query's row for ``lead_id``. On PostgreSQL the statement goes to the driver as
+    compiled once, and the row comes back as psycopg made it (JSON parsed, times aware):
+    SQLAlchemy's execution and result layers took longer than the round trip itself."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return connection.execute(query, {"lead_id": lead_id}).one_or_none()
+    sql, params = _driver_statement(query, connection.dialect)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(sql, params | {"lead_id": lead_id})
+        return cursor.fetchone()
+
+
+@lru_cache(maxsize=8)
+def _driver_statement(query: Select[Any], dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """``query`` as the driver's SQL text, with its fixed parameters as plain values (the
+    statement's own enum members as their text)."""
+    compiled = query.compile(dialect=dialect)
+    params = {name: value.value if isinstance(value, Enum) else value
+              for name, value in compiled.params.items()}
+    return str(compiled), params
 
 
 def _aware(value: Any) -> datetime:

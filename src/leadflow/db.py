@@ -346,7 +346,10 @@ def _insert_rows(
                 row = cur.fetchone()
                 assert row is not None
                 return [int(row[0])]
-            cur.executemany(sql, tuples)
+            if count == 1:  # executemany pipelines, which costs round trips for one row
+                cur.execute(sql, tuples[0])
+            else:
+                cur.executemany(sql, tuples)
             return []
         with cur.copy(f'COPY "{table.name}" ({col_list}) FROM STDIN') as copy:
             for values in rows:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadflow.audit import service as audit
-from leadflow.db import JSONType, UTCDateTime, bulk_upsert
+from leadflow.db import JSONType, UTCDateTime, bulk_insert, bulk_upsert
 from leadflow.errors import Conflict, DomainError, NotFound
 from leadflow.events.models import EventKind, OutboxEvent
 from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, ActivityKind, Lead
@@ -283,6 +283,11 @@ def get_model(*, session: Session, model_id: int | None = None) -> ScoringModel:
 
 # --- scoring one lead -----------------------------------------------------------------------
 
+# What a re-score writes to the lead's score row (besides the first-time facts).
+_SCORE_ROW_COLUMNS = ("fit", "engagement", "probability", "score", "grade", "is_mql",
+                      "ruleset_version", "model_id", "scored_at", "engagement_totals",
+                      "totals_at")
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreResult:
@@ -357,18 +362,16 @@ def rescore_lead(
     facts, state = _read(session, lead_id)
     decision, ruleset, model_id = _decide(session, facts, now, state, explain=False)
     previous = facts.previous
-    crossed = decision.is_mql and not previous.is_mql and not _crossed_meanwhile(
-        session, lead_id, scored_before=previous.grade is not None)
-    bulk_upsert(
-        session, LeadScore.__table__,  # type: ignore[arg-type]
-        {"lead_id": [lead_id], "fit": [decision.fit], "engagement": [decision.engagement],
-         "probability": [decision.probability], "score": [decision.score],
-         "grade": [decision.grade], "is_mql": [decision.is_mql],
-         "mql_at": [now if decision.is_mql else None], "first_grade": [decision.grade],
-         "ruleset_version": [ruleset.version], "model_id": [model_id], "scored_at": [now],
-         "engagement_totals": [totals.encode(decision.kind_totals)], "totals_at": [now]},
-        key="lead_id", keep_existing=("mql_at", "first_grade"),
-    )
+    score = {"lead_id": lead_id, "fit": decision.fit, "engagement": decision.engagement,
+             "probability": decision.probability, "score": decision.score,
+             "grade": decision.grade, "is_mql": decision.is_mql,
+             "ruleset_version": ruleset.version, "model_id": model_id, "scored_at": now,
+             "engagement_totals": totals.encode(decision.kind_totals), "totals_at": now}
+    crossed = False
+    if decision.is_mql and not previous.is_mql:
+        crossed = _store_crossing(session, score, now, scored_before=previous.grade is not None)
+    else:
+        _store_score(session, score, now)
     timeline = []
     if previous.grade is not None and previous.grade != decision.grade:
         timeline.append(grade_change_activity(lead_id, previous.grade, decision, now, actor_id))
@@ -389,8 +392,7 @@ def _write_changes(
     and the lead's routing due time (promotion to sales): one statement on PostgreSQL, where
     these round trips are most of a crossing's cost."""
     if event is None:
-        # Rows as parameters of one cached statement (``values(rows)`` is compiled anew).
-        session.execute(insert(Activity), timeline)
+        bulk_insert(session, Activity.__table__, timeline)  # type: ignore[arg-type]
         return
     if session.get_bind().dialect.name == "postgresql":
         # A re-score's timeline rows share their lead, time (now) and actor.
@@ -401,7 +403,7 @@ def _write_changes(
                        f"detail_{i}": row["detail"]}
         session.execute(_handover(len(timeline)), params)
         return
-    session.execute(insert(Activity), timeline)
+    bulk_insert(session, Activity.__table__, timeline)  # type: ignore[arg-type]
     session.execute(insert(OutboxEvent), [event])
     session.execute(update(Lead).where(Lead.id == lead_id).values(route_due_at=now))
 
@@ -424,24 +426,56 @@ def _handover(timeline_rows: int) -> TextClause:
         *(bindparam(f"detail_{i}", type_=JSONType) for i in range(timeline_rows)))
 
 
-def _crossed_meanwhile(session: Session, lead_id: int, *, scored_before: bool) -> bool:
-    """Whether another transaction put the lead over the MQL line since we read it.
+def _store_score(session: Session, score: dict[str, Any], now: datetime) -> None:
+    """Insert or overwrite the lead's score row (``mql_at`` and ``first_grade`` keep the
+    first value they got)."""
+    bulk_upsert(session, LeadScore.__table__,  # type: ignore[arg-type]
+                {**{name: [value] for name, value in score.items()},
+                 "mql_at": [now if score["is_mql"] else None], "first_grade": [score["grade"]]},
+                key="lead_id", keep_existing=("mql_at", "first_grade"))
 
-    Only asked when this re-score crosses the line (rarely), so the common path keeps its
-    round trips. The score row is locked and read in one statement (after waiting, the lock
-    returns the row as the other transaction left it); a lead never scored has no score row
-    yet, so its lead row is locked first and the score read afresh. Concurrent events for
-    one lead report one crossing between them. SQLite runs one writer at a time, so the lock
-    is PostgreSQL's only.
+
+# The score row locked and read as it stands, then overwritten, in one statement: after
+# waiting for a lock the sub-select sees the row as the other transaction left it.
+# NO KEY UPDATE: rows that reference the score's lead hold key-share locks on it.
+_UPDATE_RETURNING_OLD_MQL = (
+    "UPDATE lead_score s SET "
+    + ", ".join(f"{c} = %({c})s" for c in _SCORE_ROW_COLUMNS)
+    + ", mql_at = COALESCE(s.mql_at, %(scored_at)s) "
+    "FROM (SELECT lead_id, is_mql FROM lead_score WHERE lead_id = %(lead_id)s "
+    "FOR NO KEY UPDATE) old WHERE s.lead_id = old.lead_id RETURNING old.is_mql"
+)
+
+
+def _store_crossing(
+    session: Session, score: dict[str, Any], now: datetime, *, scored_before: bool
+) -> bool:
+    """Store a score that puts the lead over the MQL line; whether this transaction is the
+    one that crossed it (another may have since we read the lead).
+
+    Concurrent events for one lead report one crossing between them. On PostgreSQL a lead
+    scored before is locked, checked and updated in one statement; a lead never scored has
+    no score row to lock yet, so its lead row is locked first and the score read afresh.
+    SQLite runs one writer at a time: reading the score again is enough.
     """
-    # NO KEY UPDATE: rows that reference the lead through a foreign key (its score row,
-    # touchpoints) take key-share locks on it, which a plain FOR UPDATE would wait on.
-    if scored_before:
-        return bool(session.scalar(select(LeadScore.is_mql).where(LeadScore.lead_id == lead_id)
-                                   .with_for_update(key_share=True)))
-    session.execute(select(Lead.id).where(Lead.id == lead_id).with_for_update(key_share=True))
-    stored = session.scalar(select(LeadScore.is_mql).where(LeadScore.lead_id == lead_id))
-    return bool(stored)
+    connection = session.connection()
+    if scored_before and connection.dialect.name == "postgresql":
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor:
+            cursor.execute(_UPDATE_RETURNING_OLD_MQL, score)
+            row = cursor.fetchone()
+        if row is not None:
+            return not row[0]
+    lead_id = score["lead_id"]
+    read = select(LeadScore.is_mql).where(LeadScore.lead_id == lead_id)
+    if scored_before:  # SQLite, or a score row gone since the lead was read
+        read = read.with_for_update(key_share=True)
+    else:
+        session.execute(select(Lead.id).where(Lead.id == lead_id).with_for_update(key_share=True))
+    was_mql = bool(session.scalar(read))
+    _store_score(session, score, now)
+    return not was_mql
 
 
 def grade_change_activity(

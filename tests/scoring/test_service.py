@@ -107,7 +107,9 @@ def _varied_leads(session: Session, now: datetime, n: int, seed: int = 3) -> lis
             title=rng.choice([None, "销售总监", "市场专员", "CEO", "IT经理"]),
             province=rng.choice([None, "上海", "四川"]),
             phone=rng.choice([None, f"+86138{i:08d}"]),
-            product_interest=rng.choice([None, "CRM"]),
+            email=rng.choice([None, "", f"lead{i}@example.cn"]),
+            wechat_id=rng.choice([None, f"wx_{i}"]),
+            product_interest=rng.choice([None, "", "CRM"]),
             campaign_id=rng.choice([None, gift.id, webinar.id]),
             created_at=now - timedelta(days=rng.randint(0, 200)),
         )
@@ -138,6 +140,36 @@ def test_batch_rescore_agrees_with_one_lead_path(session: Session, now: datetime
         assert engagement == pytest.approx(one.engagement, abs=0.01)
         assert score == pytest.approx(one.score, abs=0.01)
     assert len({g for *_, g, _ in batch.values()}) >= 3  # the data spans grades
+
+
+def test_batch_reads_the_facts_one_lead_reads(session: Session, now: datetime) -> None:
+    """Presence flags (packed into one number in SQL) and campaign channels (looked up, not
+    joined) come out of a batch read as the one-lead read has them."""
+    from leadflow.scoring import facts
+    from leadflow.scoring.schemas import RulesetDocument
+
+    leads = _varied_leads(session, now, 60, seed=11)
+    flagged = {"email", "product_interest", "wechat_id"}
+    read = facts.read_batch(session=session, now=now, ids=[lead.id for lead in leads],
+                            fields={"industry", "phone"}, flags=flagged,
+                            engagement=RulesetDocument().engagement)
+    rows = read.frame.set_index("lead_id")
+    seen = set()
+    for lead in leads:
+        one, _ = facts.read_lead(session=session, lead_id=lead.id,
+                                 query=facts.lead_facts_query())
+        assert one is not None
+        row = rows.loc[lead.id]
+        for column in ("phone", "industry", "channel", "has_phone", "has_email", "has_wechat"):
+            assert row[column] == one.facts[column], (lead.id, column)
+        for column in flagged:  # a flag: True when known, None when missing or blank
+            expected = True if one.facts[column] not in (None, "") else None
+            assert row[column] is expected, (lead.id, column)
+            seen.add((column, expected))
+        seen.add(("channel", one.facts["channel"]))
+    # The data covers both sides of every flag, and leads without a campaign.
+    assert {(c, v) for c in flagged for v in (True, None)} <= seen
+    assert ("channel", None) in seen and ("channel", "gift") in seen
 
 
 def test_batch_mql_crossings_read_back_like_the_one_lead_path(

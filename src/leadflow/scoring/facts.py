@@ -216,7 +216,8 @@ def _raw_rows(session: Session, stmt: Any, params: dict[str, Any]) -> list[tuple
         result.close()
 
 
-_NUMERIC = frozenset({"lead_id", "headcount", "has_phone", "has_email", "has_wechat"})
+_NUMERIC = frozenset({"lead_id", "headcount", "_present", "_campaign_id"})
+_FLOATS = frozenset({"headcount", "_campaign_id"})  # may be NULL
 
 
 def _frame(rows: list[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
@@ -228,7 +229,7 @@ def _frame(rows: list[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
     for i, name in enumerate(names):
         if name in _NUMERIC:
             data[name] = pd.Series(table[:, i],
-                                   dtype="float64" if name == "headcount" else "int64")
+                                   dtype="float64" if name in _FLOATS else "int64")
         else:
             data[name] = pd.Series(table[:, i], dtype=object)
     return pd.DataFrame(data)
@@ -309,14 +310,15 @@ def read_batch(
     columns = [c for c in LEAD_FACT_COLUMNS if c in fields]
     flagged = [c for c in LEAD_FACT_COLUMNS if c in flags]
     contact = dict(_CONTACT_FLAGS)
-    # Contact details are read as flags anyway (for the model): not twice.
-    known_sql = [c for c in flagged if c not in contact]
-    known = "CASE WHEN l.{c} IS NULL OR l.{c} = '' THEN 0 ELSE 1 END"
+    # Contact details are read as flags anyway (for the model): not twice. Every presence
+    # flag travels as one bit of a single number, not as a value per flag.
+    present = [*contact, *(c for c in flagged if c not in contact)]
+    bits = " + ".join(f"(CASE WHEN l.{c} IS NULL OR l.{c} = '' THEN 0 ELSE {1 << i} END)"
+                      for i, c in enumerate(present))
     versions = ", ".join(str(int(v)) for v in sorted(totals_versions))
     selected = [
-        "l.id", *(f"l.{c}" for c in columns), *(known.format(c=c) for c in known_sql),
-        *(["l.custom_fields"] if custom_fields else []), "c.channel",
-        *(known.format(c=c) for c, _ in _CONTACT_FLAGS), "s.grade", "s.is_mql",
+        "l.id", *(f"l.{c}" for c in columns), bits,
+        *(["l.custom_fields"] if custom_fields else []), "l.campaign_id", "s.grade", "s.is_mql",
         *((f"CASE WHEN s.ruleset_version IN ({versions}) AND s.totals_at IS NOT NULL "
            "THEN s.engagement_totals END",
            _age_sql(sqlite, "s.totals_at"))
@@ -324,31 +326,31 @@ def read_batch(
     ]
     select_leads = text(
         f"SELECT {', '.join(selected)} FROM lead l "
-        "LEFT JOIN campaign c ON c.id = l.campaign_id "
         f"LEFT JOIN lead_score s ON s.lead_id = l.id{score_range} "
         f"WHERE {where} AND l.status != 'merged' ORDER BY l.id"
     ).bindparams(*binds)
     rows = _raw_rows(session, select_leads, {**params, "now": sql_timestamp(session, now)}
                      if totals_versions else params)
-    names = ["lead_id", *columns, *(f"_known_{c}" for c in known_sql),
-             *(["custom_fields"] if custom_fields else []), "channel",
-             *(flag for _, flag in _CONTACT_FLAGS), "_grade", "_mql",
+    names = ["lead_id", *columns, "_present", *(["custom_fields"] if custom_fields else []),
+             "_campaign_id", "_grade", "_mql",
              *(("_totals", "_totals_age") if totals_versions else ())]
     frame = _frame(rows, names)
-    for c in flagged:
-        known_values = (frame[contact[c]] if c in contact
-                        else frame.pop(f"_known_{c}")).astype(bool).to_numpy()
-        flag_values = np.full(len(frame), None, dtype=object)
-        flag_values[known_values] = True
-        frame[c] = pd.Series(flag_values, dtype=object)
+    present_bits = frame.pop("_present").to_numpy()
+    for i, c in enumerate(present):
+        known_values = (present_bits & (1 << i)) != 0
+        if c in contact:
+            frame[contact[c]] = known_values.astype(np.int8)
+        if c in flagged:
+            flag_values = np.full(len(frame), None, dtype=object)
+            flag_values[known_values] = True
+            frame[c] = pd.Series(flag_values, dtype=object)
+    frame["channel"] = _channels(session, frame.pop("_campaign_id"))
     if "tags" in columns:
         frame["tags"] = frame["tags"].map(_json_list)
     if custom_fields:
         parsed = frame.pop("custom_fields").map(_json_dict)
         for name in custom_fields:
             frame[f"custom.{name}"] = parsed.map(lambda d, n=name: d.get(n))
-    for _, flag in _CONTACT_FLAGS:
-        frame[flag] = frame[flag].astype(np.int8)
     previous_grade = frame.pop("_grade").to_numpy(dtype=object)
     previous_mql = frame.pop("_mql").fillna(False).astype(bool).to_numpy()
     lead_ids = frame["lead_id"].to_numpy()
@@ -371,6 +373,16 @@ def read_batch(
     stored_totals = np.zeros(len(frame), dtype=bool)
     stored_totals[have] = True
     return FactsBatch(frame, totals.concat(parts), previous_grade, previous_mql, stored_totals)
+
+
+def _channels(session: Session, campaign_ids: pd.Series) -> pd.Series:
+    """Each lead's campaign channel (``None`` without a campaign), looked up here rather
+    than joined in SQL: a few campaigns, so their channel names are shared objects, cheaper
+    to compare and group than a new string per lead."""
+    by_id: dict[int, str] = dict(
+        session.execute(text("SELECT id, channel FROM campaign")).tuples().all())
+    channels = campaign_ids.map(by_id)
+    return channels.astype(object).where(channels.notna(), None)
 
 
 def _age_sql(sqlite: bool, column: str) -> str:

@@ -88,6 +88,26 @@ def test_bulk_upsert_inserts_updates_and_keeps_first_facts(
             assert row.model_id is None
 
 
+def test_bulk_upsert_constants_keep_their_text_and_first_values(
+    session: Session, now: datetime
+) -> None:
+    """Values given once for all rows (written into SQLite's statement as literals) keep a
+    quote in their text, and ``keep_existing`` leaves stored values alone."""
+    ids = _leads(session, now, 4)
+    bulk_upsert(session, Lead.__table__, {"id": ids[:2], "source": ["form", "api"]},  # type: ignore[arg-type]
+                key="id", update_only=True)
+    later = now + timedelta(hours=3)
+    bulk_upsert(session, Lead.__table__, {"id": ids, "title": ["t"] * 4},  # type: ignore[arg-type]
+                key="id", update_only=True, keep_existing=("source",),
+                same_for_all={"name": "O'Brien 张", "source": "import", "updated_at": later,
+                              "headcount": None})
+    session.expire_all()
+    rows = {r.id: r for r in session.scalars(select(Lead).where(Lead.id.in_(ids)))}
+    assert [rows[i].source for i in ids] == ["form", "api", "import", "import"]
+    assert {(r.name, r.updated_at, r.headcount, r.title) for r in rows.values()} == {
+        ("O'Brien 张", later, None, "t")}
+
+
 def test_bulk_insert_rows_and_columns_land_alike(session: Session, now: datetime) -> None:
     """Rows given as dicts and as columns (fed to the driver one at a time) both land, with
     JSON and times converted; a duplicate key fails the way SQLAlchemy reports it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -368,6 +369,21 @@ def _sqlite_executemany(conn: Connection, sql: str, rows: Iterable[Sequence[Any]
         raise DBAPIError.instance(sql, None, error, sqlite3.Error) from error
 
 
+def _sqlite_literal(column: Any, value: Any) -> str:
+    """``value`` of ``column`` as an SQLite literal, converted as a bound value would be."""
+    conv = _converter(column, sqlite=True)
+    value = conv(value) if conv is not None else value
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no SQLite literal for {type(value).__name__} (column {column.name})")
+
+
 def bulk_upsert(
     session: Session, table: Table, columns: Mapping[str, Sequence[Any]], *, key: str,
     update_only: bool = False, keep_existing: Collection[str] = (),
@@ -391,7 +407,7 @@ def bulk_upsert(
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
     constants = dict(same_for_all or {})
-    if sqlite or (n < 50 and not update_only):  # per-row statements: a column like any other
+    if n < 50 and not update_only and not sqlite:  # one statement: a column like any other
         columns = {**columns, **{name: [value] * n for name, value in constants.items()}}
         constants = {}
     names = list(columns)
@@ -405,16 +421,23 @@ def bulk_upsert(
         return f'"{c}" = {new}."{c}"'
 
     if sqlite:
+        # The constants go into the statement's text: binding them again for every row
+        # cost a tenth of a re-score's score update.
+        literals = {c: _sqlite_literal(table.c[c], value) for c, value in constants.items()}
         if update_only:
-            sets = ", ".join(f'"{c}" = COALESCE("{c}", ?)' if c in keep_existing
-                             else f'"{c}" = ?' for c in changed)
+            sets = ", ".join(
+                [*(f'"{c}" = COALESCE("{c}", ?)' if c in keep_existing else f'"{c}" = ?'
+                   for c in changed),
+                 *(f'"{c}" = COALESCE("{c}", {v})' if c in keep_existing else f'"{c}" = {v}'
+                   for c, v in literals.items())])
             order = [names.index(c) for c in [*changed, key]]
             _sqlite_executemany(conn, f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = ?',
                                 zip(*(converted[i] for i in order), strict=True))
             return
-        marks = ", ".join("?" * len(names))
-        sets = ", ".join(assignment(c, "excluded") for c in changed)
-        _sqlite_executemany(conn, f'INSERT INTO "{table.name}" ({col_list}) VALUES ({marks}) '
+        all_columns = col_list + "".join(f', "{c}"' for c in literals)
+        row = ", ".join(["?"] * len(names) + list(literals.values()))
+        sets = ", ".join(assignment(c, "excluded") for c in [*changed, *literals])
+        _sqlite_executemany(conn, f'INSERT INTO "{table.name}" ({all_columns}) VALUES ({row}) '
                             f'ON CONFLICT ("{key}") DO UPDATE SET {sets}',
                             zip(*converted, strict=True))
         return

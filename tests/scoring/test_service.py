@@ -144,22 +144,32 @@ def test_batch_rescore_agrees_with_one_lead_path(session: Session, now: datetime
 
 
 def test_batch_reads_the_facts_one_lead_reads(session: Session, now: datetime) -> None:
-    """Presence flags (packed into one number in SQL) and campaign channels (looked up, not
-    joined) come out of a batch read as the one-lead read has them."""
+    """Presence flags and the stored grade and MQL flag (each packed into one number in
+    SQL) and campaign channels (looked up, not joined) come out of a batch read as the
+    one-lead read has them."""
     from leadflow.scoring import facts
     from leadflow.scoring.schemas import RulesetDocument
 
     leads = _varied_leads(session, now, 60, seed=11)
+    unscored = {lead.id for lead in leads[:5]}
+    jobs.rescore_all(now=now, ids=[lead.id for lead in leads[5:]])
     flagged = {"email", "product_interest", "wechat_id"}
     read = facts.read_batch(session=session, now=now, ids=[lead.id for lead in leads],
                             fields={"industry", "phone"}, flags=flagged,
                             engagement=RulesetDocument().engagement)
     rows = read.frame.set_index("lead_id")
+    position = {lead_id: i for i, lead_id in enumerate(read.frame["lead_id"])}
     seen = set()
     for lead in leads:
         one, _ = facts.read_lead(session=session, lead_id=lead.id,
                                  query=facts.lead_facts_query())
         assert one is not None
+        at = position[lead.id]  # the stored grade and MQL flag (one number in SQL)
+        assert read.previous_grade[at] == one.previous.grade
+        assert (one.previous.grade is None) == (lead.id in unscored)
+        assert read.previous_mql[at] == one.previous.is_mql
+        seen.add(("mql", one.previous.is_mql))
+        seen.add(("grade", one.previous.grade))
         row = rows.loc[lead.id]
         for column in ("phone", "industry", "channel", "has_phone", "has_email", "has_wechat"):
             assert row[column] == one.facts[column], (lead.id, column)
@@ -171,6 +181,8 @@ def test_batch_reads_the_facts_one_lead_reads(session: Session, now: datetime) -
     # The data covers both sides of every flag, and leads without a campaign.
     assert {(c, v) for c in flagged for v in (True, None)} <= seen
     assert ("channel", None) in seen and ("channel", "gift") in seen
+    assert {("mql", True), ("mql", False), ("grade", None)} <= seen
+    assert len({v for c, v in seen if c == "grade"}) >= 3
 
 
 def test_batch_mql_crossings_read_back_like_the_one_lead_path(

@@ -174,32 +174,34 @@ def write_scores(
     stored = pd.notna(scored.previous_grade)
     new_totals = np.zeros(n, dtype=bool)
     new_totals[scored.totals_rows] = True
+    crossed = stored & scored.is_mql & ~scored.previous_mql
     # Leads scored before are updated in place (on PostgreSQL an UPDATE from the staged rows
     # costs about half an INSERT … ON CONFLICT); first-time leads are inserted. An update
     # writes only what moved: not engagement totals that still hold, nor when the lead first
-    # crossed the MQL line (set below for this chunk's crossings only).
+    # crossed the MQL line (but for this chunk's crossings, a constant: now).
     # (A first-time lead has no stored totals to reuse: its events were read.)
-    for rows, update_only, with_totals in ((np.flatnonzero(stored & ~new_totals), True, False),
-                                           (np.flatnonzero(stored & new_totals), True, True),
-                                           (np.flatnonzero(~stored), False, True)):
+    for rows, update_only, with_totals, crossing in (
+            (np.flatnonzero(stored & ~new_totals & ~crossed), True, False, False),
+            (np.flatnonzero(stored & ~new_totals & crossed), True, False, True),
+            (np.flatnonzero(stored & new_totals & ~crossed), True, True, False),
+            (np.flatnonzero(stored & new_totals & crossed), True, True, True),
+            (np.flatnonzero(~stored), False, True, False)):
         if not len(rows):
             continue
         columns = _score_columns(scored, rows)
+        fixed = dict(same_for_all)
         if with_totals:
             at = np.searchsorted(scored.totals_rows, rows).tolist()
             columns["engagement_totals"] = [scored.totals[i] for i in at]
-            columns["totals_at"] = [now] * len(rows)
+            fixed["totals_at"] = now
+        if crossing:
+            fixed["mql_at"] = now
         if not update_only:
             columns["first_grade"] = columns["grade"]
             columns["mql_at"] = [now if m else None for m in columns["is_mql"]]
         bulk_upsert(session, LeadScore.__table__,  # type: ignore[arg-type]
                     columns, key="lead_id", update_only=update_only,
-                    keep_existing=("mql_at", "first_grade"), same_for_all=same_for_all)
-    crossed = np.flatnonzero(stored & scored.is_mql & ~scored.previous_mql)
-    if len(crossed):
-        bulk_upsert(session, LeadScore.__table__, {  # type: ignore[arg-type]
-            "lead_id": scored.lead_ids[crossed].tolist(), "mql_at": [now] * len(crossed)},
-            key="lead_id", update_only=True, keep_existing=("mql_at",))
+                    keep_existing=("mql_at", "first_grade"), same_for_all=fixed)
     _record_changes(session, scored, now, summary)
     summary.leads += n
     # Counted, not np.unique'd: sorting 50,000 Python strings per chunk cost more.

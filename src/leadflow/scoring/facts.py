@@ -37,7 +37,7 @@ from leadflow.leads.models import ENGAGEMENT_KINDS, Activity, Lead, LeadStatus, 
 from leadflow.scoring import totals
 from leadflow.scoring.models import LeadScore
 from leadflow.scoring.rules import ACTIVITY_PREFIX, EngagementEvent, KindSums
-from leadflow.scoring.schemas import Condition, EngagementConfig, Op
+from leadflow.scoring.schemas import GRADES, Condition, EngagementConfig, Op
 
 # Lead columns a rule or the model may read (``channel`` comes from the campaign).
 LEAD_FACT_COLUMNS: tuple[str, ...] = (
@@ -216,8 +216,14 @@ def _raw_rows(session: Session, stmt: Any, params: dict[str, Any]) -> list[tuple
         result.close()
 
 
-_NUMERIC = frozenset({"lead_id", "headcount", "_present", "_campaign_id"})
-_FLOATS = frozenset({"headcount", "_campaign_id"})  # may be NULL
+_NUMERIC = frozenset({"lead_id", "headcount", "_present", "_campaign_id", "_previous"})
+_FLOATS = frozenset({"headcount", "_campaign_id", "_previous"})  # may be NULL
+# A lead's stored grade and MQL flag as one small number (NULL when never scored): twice the
+# grade's rank, plus one when MQL; no string per lead to make, compare and group.
+_PREVIOUS_SQL = ("(CASE s.grade "
+                 + " ".join(f"WHEN '{g}' THEN {2 * i}" for i, g in enumerate(GRADES))
+                 + " END + CASE WHEN s.is_mql THEN 1 ELSE 0 END)")
+_GRADE_NAMES = np.asarray(GRADES, dtype=object)
 
 
 def _frame(rows: list[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
@@ -318,7 +324,7 @@ def read_batch(
     versions = ", ".join(str(int(v)) for v in sorted(totals_versions))
     selected = [
         "l.id", *(f"l.{c}" for c in columns), bits,
-        *(["l.custom_fields"] if custom_fields else []), "l.campaign_id", "s.grade", "s.is_mql",
+        *(["l.custom_fields"] if custom_fields else []), "l.campaign_id", _PREVIOUS_SQL,
         *((f"CASE WHEN s.ruleset_version IN ({versions}) AND s.totals_at IS NOT NULL "
            "THEN s.engagement_totals END",
            _age_sql(sqlite, "s.totals_at"))
@@ -332,7 +338,7 @@ def read_batch(
     rows = _raw_rows(session, select_leads, {**params, "now": sql_timestamp(session, now)}
                      if totals_versions else params)
     names = ["lead_id", *columns, "_present", *(["custom_fields"] if custom_fields else []),
-             "_campaign_id", "_grade", "_mql",
+             "_campaign_id", "_previous",
              *(("_totals", "_totals_age") if totals_versions else ())]
     frame = _frame(rows, names)
     present_bits = frame.pop("_present").to_numpy()
@@ -351,8 +357,7 @@ def read_batch(
         parsed = frame.pop("custom_fields").map(_json_dict)
         for name in custom_fields:
             frame[f"custom.{name}"] = parsed.map(lambda d, n=name: d.get(n))
-    previous_grade = frame.pop("_grade").to_numpy(dtype=object)
-    previous_mql = frame.pop("_mql").fillna(False).astype(bool).to_numpy()
+    previous_grade, previous_mql = _previous(frame.pop("_previous").to_numpy())
     lead_ids = frame["lead_id"].to_numpy()
     if not totals_versions:
         events = _read_events(session, lead_ids, where, params, binds, now, sqlite, engagement)
@@ -373,6 +378,15 @@ def read_batch(
     stored_totals = np.zeros(len(frame), dtype=bool)
     stored_totals[have] = True
     return FactsBatch(frame, totals.concat(parts), previous_grade, previous_mql, stored_totals)
+
+
+def _previous(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored grades (``None`` when never scored) and MQL flags from ``_PREVIOUS_SQL``."""
+    scored = ~np.isnan(state)
+    codes = np.where(scored, state, 0).astype(np.int64)
+    grades = np.full(len(state), None, dtype=object)
+    grades[scored] = _GRADE_NAMES[codes[scored] // 2]
+    return grades, scored & (codes % 2 == 1)
 
 
 def _channels(session: Session, campaign_ids: pd.Series) -> pd.Series:

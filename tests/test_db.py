@@ -125,6 +125,17 @@ def test_bulk_insert_rows_and_columns_land_alike(session: Session, now: datetime
     assert {(r.summary, r.detail["i"]) for r in rows} == {
         *((f"row {i}", i) for i in range(n)), *((f"column {i}", i) for i in range(n))}
     assert {r.occurred_at for r in rows} == {now}
+    # Columns with one value for all rows (SQLite: literals in the statement).
+    later = now + timedelta(minutes=5)
+    bulk_insert_columns(session, Activity.__table__, {  # type: ignore[arg-type]
+        "lead_id": [lead_id] * n, "detail": [f'{{"i": {i}}}' for i in range(n)]},
+        same_for_all={"kind": "note", "occurred_at": later, "summary": "it's the same",
+                      "actor_id": None})
+    fixed = session.execute(select(Activity.summary, Activity.detail, Activity.actor_id)
+                            .where(Activity.lead_id == lead_id, Activity.occurred_at == later)
+                            ).all()
+    assert sorted(r.detail["i"] for r in fixed) == list(range(n))
+    assert {(r.summary, r.actor_id) for r in fixed} == {("it's the same", None)}
     if session.get_bind().dialect.name == "sqlite":
         taken = session.scalar(select(Activity.id).where(Activity.lead_id == lead_id).limit(1))
         with pytest.raises(IntegrityError), session.begin_nested():

@@ -312,16 +312,29 @@ def bulk_insert(
 
 
 def bulk_insert_columns(
-    session: Session, table: Table, columns: Mapping[str, Sequence[Any]]
+    session: Session, table: Table, columns: Mapping[str, Sequence[Any]], *,
+    same_for_all: Mapping[str, Any] | None = None,
 ) -> None:
     """:func:`bulk_insert` for rows given as columns (plain Python values, one list per
-    column): batch jobs that build their rows from arrays skip a dict per row."""
+    column): batch jobs that build their rows from arrays skip a dict per row.
+    ``same_for_all`` are columns with one value for every row (SQLite writes them into the
+    statement instead of binding them per row)."""
     n = len(next(iter(columns.values()))) if columns else 0
     if not n:
         return
-    sqlite = session.connection().dialect.name == "sqlite"
-    converted = _driver_columns(table, columns, sqlite)
-    _insert_rows(session, table, list(columns), zip(*converted, strict=True), n)
+    conn = session.connection()
+    constants = dict(same_for_all or {})
+    if conn.dialect.name != "sqlite":
+        columns = {**columns, **{name: [value] * n for name, value in constants.items()}}
+        converted = _driver_columns(table, columns, False)
+        _insert_rows(session, table, list(columns), zip(*converted, strict=True), n)
+        return
+    converted = _driver_columns(table, columns, True)
+    literals = [_sqlite_literal(table.c[name], value) for name, value in constants.items()]
+    col_list = ", ".join(f'"{c}"' for c in [*columns, *constants])
+    row = ", ".join(["?"] * len(columns) + literals)
+    _sqlite_executemany(conn, f'INSERT INTO "{table.name}" ({col_list}) VALUES ({row})',
+                        zip(*converted, strict=True))
 
 
 def _insert_rows(

@@ -250,26 +250,21 @@ def _record_changes(
     crossed_scores = np.round(score[crossed], 2).tolist()
     crossed_details = [_mql_detail(g, s) for g, s in zip(crossed_grades, crossed_scores,
                                                           strict=True)]
-    count = len(changed) + len(crossed)
     bulk_insert_columns(session, Activity.__table__, {  # type: ignore[arg-type]
         "lead_id": lead_ids[changed].tolist() + crossed_ids,
         "kind": [ActivityKind.GRADE_CHANGED.value] * len(changed)
         + [ActivityKind.MQL_REACHED.value] * len(crossed),
-        "occurred_at": [now] * count,
-        "actor_id": [None] * count,
         "summary": [f"{b} → {a} (re-scored)" for b, a in zip(before, after, strict=True)]
         + [scoring_service.mql_summary(g, s) for g, s in zip(crossed_grades, crossed_scores,
                                                              strict=True)],
         "detail": [_grade_change_detail(b, a, points) for b, a, points in zip(
             before, after, np.round(score[changed], 2).tolist(), strict=True)]
         + crossed_details,
-    })
+    }, same_for_all={"occurred_at": now, "actor_id": None})
     if crossed_ids:
         bulk_insert_columns(session, OutboxEvent.__table__, {  # type: ignore[arg-type]
-            "kind": [EventKind.LEAD_MQL.value] * len(crossed_ids), "lead_id": crossed_ids,
-            "created_at": [now] * len(crossed_ids), "payload": crossed_details,
-            "attempts": [0] * len(crossed_ids),
-        })
+            "lead_id": crossed_ids, "payload": crossed_details,
+        }, same_for_all={"kind": EventKind.LEAD_MQL.value, "created_at": now, "attempts": 0})
         # Past the MQL line the leads are due for routing (promotion to sales).
         bulk_upsert(session, Lead.__table__, {  # type: ignore[arg-type]
             "id": crossed_ids, "route_due_at": [now] * len(crossed_ids)},

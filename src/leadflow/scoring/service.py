@@ -437,7 +437,7 @@ def _store_score(session: Session, score: dict[str, Any], now: datetime) -> None
 
 # The score row locked and read as it stands, then overwritten, in one statement: after
 # waiting for a lock the sub-select sees the row as the other transaction left it.
-# NO KEY UPDATE: rows that reference the score's lead hold key-share locks on it.
+# NO KEY UPDATE is the lock the update itself takes (it changes no key).
 _UPDATE_RETURNING_OLD_MQL = (
     "UPDATE lead_score s SET "
     + ", ".join(f"{c} = %({c})s" for c in _SCORE_ROW_COLUMNS)
@@ -471,7 +471,7 @@ def _store_crossing(
     read = select(LeadScore.is_mql).where(LeadScore.lead_id == lead_id)
     if scored_before:  # SQLite, or a score row gone since the lead was read
         read = read.with_for_update(key_share=True)
-    else:
+    else:  # NO KEY UPDATE: rows that reference the lead hold key-share locks on it
         session.execute(select(Lead.id).where(Lead.id == lead_id).with_for_update(key_share=True))
     was_mql = bool(session.scalar(read))
     _store_score(session, score, now)

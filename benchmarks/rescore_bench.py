@@ -17,8 +17,9 @@ sample of it and makes it active. Then, per engine, in the same run:
 * **all writes alone**: one more rule change, re-scored chunk by chunk with only the writes
   timed (score rows, timeline rows, outbox events, routing due times, commits) — the job's
   cost on its one writer if reading and scoring were free;
-* **one lead** (PostgreSQL by default): ``record_activity`` (insert the event, re-score, store,
-  commit) on random leads, next to a raw baseline of a one-row UPDATE and commit.
+* **one lead** (PostgreSQL by default): an engagement event is inserted on a random lead (not
+  timed), then ``rescore_lead`` re-scores and stores the lead, timed with and without the
+  commit, next to a raw baseline of a one-row UPDATE (and its commit).
 
     python benchmarks/rescore_bench.py --engines sqlite,postgres --leads 1000000 --runs 3 --json
 """

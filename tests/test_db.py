@@ -94,10 +94,11 @@ def test_bulk_upsert_constants_keep_their_text_and_first_values(
     """Values given once for all rows (written into SQLite's statement as literals) keep a
     quote in their text, and ``keep_existing`` leaves stored values alone."""
     ids = _leads(session, now, 4)
-    bulk_upsert(session, Lead.__table__, {"id": ids[:2], "source": ["form", "api"]},  # type: ignore[arg-type]
-                key="id", update_only=True)
+    table: Any = Lead.__table__
+    bulk_upsert(session, table, {"id": ids[:2], "source": ["form", "api"]}, key="id",
+                update_only=True)
     later = now + timedelta(hours=3)
-    bulk_upsert(session, Lead.__table__, {"id": ids, "title": ["t"] * 4},  # type: ignore[arg-type]
+    bulk_upsert(session, table, {"id": ids, "title": ["t"] * 4},
                 key="id", update_only=True, keep_existing=("source",),
                 same_for_all={"name": "O'Brien 张", "source": "import", "updated_at": later,
                               "headcount": None})

@@ -330,10 +330,8 @@ def bulk_insert_columns(
         _insert_rows(session, table, list(columns), zip(*converted, strict=True), n)
         return
     converted = _driver_columns(table, columns, True)
-    literals = [_sqlite_literal(table.c[name], value) for name, value in constants.items()]
-    col_list = ", ".join(f'"{c}"' for c in [*columns, *constants])
-    row = ", ".join(["?"] * len(columns) + literals)
-    _sqlite_executemany(conn, f'INSERT INTO "{table.name}" ({col_list}) VALUES ({row})',
+    literals = {name: _sqlite_literal(table.c[name], value) for name, value in constants.items()}
+    _sqlite_executemany(conn, _sqlite_insert(table, list(columns), literals),
                         zip(*converted, strict=True))
 
 
@@ -344,9 +342,7 @@ def _insert_rows(
     conn = session.connection()
     col_list = ", ".join(f'"{n}"' for n in names)
     if conn.dialect.name == "sqlite":
-        marks = ", ".join("?" * len(names))
-        _sqlite_executemany(conn, f'INSERT INTO "{table.name}" ({col_list}) VALUES ({marks})',
-                            rows)
+        _sqlite_executemany(conn, _sqlite_insert(table, names, {}), rows)
         return []
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -380,6 +376,14 @@ def _sqlite_executemany(conn: Connection, sql: str, rows: Iterable[Sequence[Any]
         raw.executemany(sql, rows)
     except sqlite3.Error as error:  # as SQLAlchemy raises it (callers catch IntegrityError)
         raise DBAPIError.instance(sql, None, error, sqlite3.Error) from error
+
+
+def _sqlite_insert(table: Table, names: Sequence[str], literals: Mapping[str, str]) -> str:
+    """SQLite's ``INSERT`` of ``names`` as bound values and of ``literals`` (column → SQL
+    literal, see :func:`_sqlite_literal`) written into the statement."""
+    col_list = ", ".join(f'"{c}"' for c in [*names, *literals])
+    row = ", ".join(["?"] * len(names) + list(literals.values()))
+    return f'INSERT INTO "{table.name}" ({col_list}) VALUES ({row})'
 
 
 def _sqlite_literal(column: Any, value: Any) -> str:
@@ -447,11 +451,9 @@ def bulk_upsert(
             _sqlite_executemany(conn, f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = ?',
                                 zip(*(converted[i] for i in order), strict=True))
             return
-        all_columns = col_list + "".join(f', "{c}"' for c in literals)
-        row = ", ".join(["?"] * len(names) + list(literals.values()))
         sets = ", ".join(assignment(c, "excluded") for c in [*changed, *literals])
-        _sqlite_executemany(conn, f'INSERT INTO "{table.name}" ({all_columns}) VALUES ({row}) '
-                            f'ON CONFLICT ("{key}") DO UPDATE SET {sets}',
+        _sqlite_executemany(conn, _sqlite_insert(table, names, literals)
+                            + f' ON CONFLICT ("{key}") DO UPDATE SET {sets}',
                             zip(*converted, strict=True))
         return
     raw = conn.connection.driver_connection

@@ -389,12 +389,17 @@ def _previous(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return grades, scored & (codes % 2 == 1)
 
 
+_CHANNELS = text("SELECT id, channel FROM campaign WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True))
+
+
 def _channels(session: Session, campaign_ids: pd.Series) -> pd.Series:
     """Each lead's campaign channel (``None`` without a campaign), looked up here rather
     than joined in SQL: a few campaigns, so their channel names are shared objects, cheaper
-    to compare and group than a new string per lead."""
+    to compare and group than a new string per lead. Only the chunk's campaigns are read."""
+    wanted = [int(i) for i in campaign_ids.dropna().unique()]
     by_id: dict[int, str] = dict(
-        session.execute(text("SELECT id, channel FROM campaign")).tuples().all())
+        session.execute(_CHANNELS, {"ids": wanted}).tuples().all()) if wanted else {}
     channels = campaign_ids.map(by_id)
     return channels.astype(object).where(channels.notna(), None)
 
